@@ -1,0 +1,152 @@
+//! Command-line arguments (raw user input); `run` turns them into a
+//! validated request for the library.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, ValueEnum};
+
+use crate::analysis::select::Selection;
+use crate::analysis::title::TitleMatch;
+use crate::error::Error;
+use crate::model::Pid;
+use crate::render;
+use crate::view::{Depth, View};
+
+/// Exit statuses shared by every command (docs/exit-codes.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success: something was shown or every check passed.
+    Ok = 0,
+    /// Nothing matched, or a check/finding failed.
+    Failed = 1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+const TREE_EXAMPLES: &str = "Examples:
+  ptree                          the whole machine, like ps axjf, plus ROLE and STDOUT
+  ptree --title egg-server       an Egg deployment: supervisor, wrapper, launcher, master, workers
+  ptree --pid 4711 --compact     one process with its ancestors and subtree, identical workers folded
+  ptree node --format json       every command line containing \"node\", as JSON
+  ptree --ps                     exactly ps axjf's rows";
+
+/// What is running, and who started whom.
+#[derive(Debug, Parser)]
+#[command(name = "ptree", version, about, after_help = TREE_EXAMPLES)]
+pub struct Cli {
+    /// Show processes whose command line contains this text (like pgrep -f).
+    pub pattern: Option<String>,
+    /// Show this process, its ancestors and its descendants (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+    /// Show the Egg deployment with this title (prefix match).
+    #[arg(long, value_name = "T")]
+    pub title: Option<String>,
+    /// Match --title exactly, as `egg-scripts stop` does.
+    #[arg(long, requires = "title")]
+    pub exact: bool,
+    /// Print exactly ps axjf's columns and nothing else.
+    #[arg(long, conflicts_with = "format")]
+    pub ps: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Fold identical sibling subtrees into one line (2*[...]).
+    #[arg(long)]
+    pub compact: bool,
+    /// Colour: only on a terminal by default, never with NO_COLOR set.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+impl Cli {
+    fn selection(&self) -> Result<Selection, Error> {
+        let given = [self.pattern.is_some(), !self.pids.is_empty(), self.title.is_some()]
+            .iter()
+            .filter(|&&b| b)
+            .count();
+        if given > 1 {
+            return Err(Error::Usage(
+                "give one of PATTERN, --pid or --title".into(),
+            ));
+        }
+        if let Some(t) = &self.title {
+            let how = if self.exact { TitleMatch::Exact } else { TitleMatch::Prefix };
+            return Ok(Selection::Title { title: t.clone(), how });
+        }
+        if !self.pids.is_empty() {
+            if let Some(bad) = self.pids.iter().find(|&&p| p <= 0) {
+                return Err(Error::Usage(format!("--pid {bad}: a pid is a positive number")));
+            }
+            return Ok(Selection::Pids(self.pids.iter().map(|&p| Pid(p)).collect()));
+        }
+        Ok(match &self.pattern {
+            Some(p) => Selection::Pattern(p.clone()),
+            None => Selection::All,
+        })
+    }
+
+    fn color(&self) -> bool {
+        match self.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
+/// Runs the tree view and writes it to stdout.
+pub fn run_tree(cli: &Cli) -> Result<Outcome, Error> {
+    let selection = cli.selection()?;
+    let depth = if cli.ps { Depth::Ps } else { Depth::Full };
+    let view = View::read(&selection, depth, cli.compact)?;
+    let text = if cli.ps {
+        render::text::render(
+            &view,
+            render::text::TextOptions {
+                ps_only: true,
+                color: false,
+            },
+        )
+    } else {
+        match cli.format {
+            Format::Text => render::text::render(
+                &view,
+                render::text::TextOptions {
+                    ps_only: false,
+                    color: cli.color(),
+                },
+            ),
+            Format::Table => render::table::render(&view),
+            Format::Json => render::json::render(&view),
+        }
+    };
+    write_stdout(&text);
+    Ok(if view.matched.is_empty() {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// Writes to stdout; a closed pipe (`ptree | head`) is not an error.
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}

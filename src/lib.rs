@@ -1,0 +1,16 @@
+//! ptree: who started whom, who killed whom, and whether the next kill is
+//! on its way, for Node.js services on Linux.
+//!
+//! Data flows one way: readers of the kernel (`proc`) build the model
+//! (`model`), pure analysis (`analysis`) derives roles, selections and
+//! trees, and renderers (`render`) format the result.
+
+pub mod analysis;
+pub mod cli;
+pub mod error;
+pub mod model;
+pub mod proc;
+pub mod render;
+pub mod view;
+
+pub use error::Error;
