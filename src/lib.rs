@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod error;
+pub mod event;
 pub mod model;
 pub mod proc;
 pub mod render;
