@@ -6,12 +6,14 @@
 //! trees, and renderers (`render`) format the result.
 
 pub mod analysis;
+pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod event;
 pub mod model;
 pub mod proc;
 pub mod render;
+pub mod trace;
 pub mod view;
 
 pub use error::Error;

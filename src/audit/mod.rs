@@ -1,0 +1,1 @@
+//! Reading signal records from the Linux audit log.
