@@ -65,13 +65,14 @@ impl Argv {
         }
         let body = raw.strip_suffix(b"\0").unwrap_or(raw);
         let mut args: Vec<Vec<u8>> = body.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
-        // A retitled process leaves a run of NULs after its title: that is
-        // padding, not empty arguments. Genuine empty arguments are followed
-        // by a non-empty one, so they survive this trim.
-        if args.len() > 1 {
-            while args.len() > 1 && args.last().is_some_and(Vec::is_empty) {
-                args.pop();
-            }
+        // A retitled process (`process.title = …`) zero-fills the rest of
+        // its argument area: a run of NULs that is padding, not arguments.
+        // One trailing empty argument is taken as real unless the first
+        // argument reads like a title (it contains a space).
+        let trailing = args.iter().rev().take_while(|a| a.is_empty()).count();
+        let retitled = args.first().is_some_and(|a| a.contains(&b' '));
+        if trailing >= 2 || (trailing >= 1 && retitled) {
+            args.truncate((args.len() - trailing).max(1));
         }
         Argv(args)
     }
@@ -416,6 +417,8 @@ mod tests {
     #[test]
     fn argv_drops_title_padding() {
         let a = Argv::from_cmdline(b"PM2 v5.4.3: God Daemon (/x)  \0\0\0\0");
+        assert_eq!(Argv::from_cmdline(b"egg-server\0\0\0\0").0.len(), 1);
+        assert_eq!(Argv::from_cmdline(b"a\0\0").0, vec![b"a".to_vec(), vec![]]);
         assert_eq!(a.0.len(), 1);
         assert_eq!(a.display(), "PM2 v5.4.3: God Daemon (/x)");
     }
