@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ptree::analysis::roles::Role;
 use ptree::analysis::select::Selection;
 use ptree::analysis::title::TitleMatch;
+use ptree::proc::Details;
 use ptree::render::text::{TextOptions, render};
 use ptree::view::{Depth, View};
 
@@ -56,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     let view = loop {
-        let view = View::read(&selection(), Depth::Full, false)?;
+        let view = View::read(&selection(), Depth::Full(Details::ALL), false)?;
         let workers = view
             .snapshot
             .processes

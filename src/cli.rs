@@ -9,6 +9,7 @@ use crate::analysis::select::Selection;
 use crate::analysis::title::TitleMatch;
 use crate::error::Error;
 use crate::model::Pid;
+use crate::proc::Details;
 use crate::render;
 use crate::view::{Depth, View};
 
@@ -73,22 +74,33 @@ pub struct Cli {
 
 impl Cli {
     fn selection(&self) -> Result<Selection, Error> {
-        let given = [self.pattern.is_some(), !self.pids.is_empty(), self.title.is_some()]
-            .iter()
-            .filter(|&&b| b)
-            .count();
+        let given = [
+            self.pattern.is_some(),
+            !self.pids.is_empty(),
+            self.title.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
         if given > 1 {
-            return Err(Error::Usage(
-                "give one of PATTERN, --pid or --title".into(),
-            ));
+            return Err(Error::Usage("give one of PATTERN, --pid or --title".into()));
         }
         if let Some(t) = &self.title {
-            let how = if self.exact { TitleMatch::Exact } else { TitleMatch::Prefix };
-            return Ok(Selection::Title { title: t.clone(), how });
+            let how = if self.exact {
+                TitleMatch::Exact
+            } else {
+                TitleMatch::Prefix
+            };
+            return Ok(Selection::Title {
+                title: t.clone(),
+                how,
+            });
         }
         if !self.pids.is_empty() {
             if let Some(bad) = self.pids.iter().find(|&&p| p <= 0) {
-                return Err(Error::Usage(format!("--pid {bad}: a pid is a positive number")));
+                return Err(Error::Usage(format!(
+                    "--pid {bad}: a pid is a positive number"
+                )));
             }
             return Ok(Selection::Pids(self.pids.iter().map(|&p| Pid(p)).collect()));
         }
@@ -113,7 +125,16 @@ impl Cli {
 /// Runs the tree view and writes it to stdout.
 pub fn run_tree(cli: &Cli) -> Result<Outcome, Error> {
     let selection = cli.selection()?;
-    let depth = if cli.ps { Depth::Ps } else { Depth::Full };
+    let depth = if cli.ps {
+        Depth::Ps
+    } else {
+        // The text view shows only stdout; table and JSON show stderr too.
+        Depth::Full(Details {
+            stdout: true,
+            stderr: cli.format != Format::Text,
+            ..Details::default()
+        })
+    };
     let view = View::read(&selection, depth, cli.compact)?;
     let text = if cli.ps {
         render::text::render(

@@ -233,10 +233,10 @@ pub struct SignalMasks {
 
 impl SignalMasks {
     pub fn catches(&self, signo: u32) -> bool {
-        signo >= 1 && signo <= 64 && self.caught & (1u64 << (signo - 1)) != 0
+        (1..=64).contains(&signo) && self.caught & (1u64 << (signo - 1)) != 0
     }
     pub fn ignores(&self, signo: u32) -> bool {
-        signo >= 1 && signo <= 64 && self.ignored & (1u64 << (signo - 1)) != 0
+        (1..=64).contains(&signo) && self.ignored & (1u64 << (signo - 1)) != 0
     }
 }
 
@@ -265,8 +265,8 @@ pub struct Process {
     /// The kernel's 15-byte task name; may contain spaces and `)`.
     pub comm: Vec<u8>,
     pub argv: Argv,
-    /// Real uid from status, or the owner of `/proc/PID` when status is
-    /// unreadable.
+    /// Effective uid from status, or the owner of `/proc/PID` when status
+    /// is unreadable.
     pub uid: Option<u32>,
     /// Pages locked in memory (`VmLck` > 0): the `L` of STAT.
     pub vm_locked: bool,

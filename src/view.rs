@@ -11,15 +11,15 @@ use crate::error::Error;
 use crate::model::{Peers, Pid, Snapshot};
 use crate::proc::tty::TtyNames;
 use crate::proc::users::UserNames;
-use crate::proc::{self, peers};
+use crate::proc::{self, Details, peers};
 
 /// How much to read for a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
     /// Only what `ps axjf` shows: no fds, no roles, no peers.
     Ps,
-    /// Roles, stdout targets and their peers.
-    Full,
+    /// Roles, plus the details asked for and the peers of stdout/stderr.
+    Full(Details),
 }
 
 /// Everything a renderer needs.
@@ -62,8 +62,8 @@ impl View {
             .collect();
         let (roles, peers) = match depth {
             Depth::Ps => (Roles::default(), Peers::default()),
-            Depth::Full => {
-                proc::fill_details(&mut snapshot, &shown_list);
+            Depth::Full(details) => {
+                proc::fill_details(&mut snapshot, &shown_list, details);
                 let peers = peers::resolve(&snapshot, &shown_list);
                 (classify(&snapshot), peers)
             }
@@ -77,16 +77,17 @@ impl View {
         let mut tty_names = HashMap::new();
         let mut user_names = HashMap::new();
         for pid in &shown_list {
-            let Some(p) = snapshot.get(*pid) else { continue };
+            let Some(p) = snapshot.get(*pid) else {
+                continue;
+            };
             tty_names
                 .entry(p.tty_nr)
                 .or_insert_with(|| ttys.name(p.tty_nr));
-            if let Some(uid) = p.uid {
-                if let std::collections::hash_map::Entry::Vacant(e) = user_names.entry(uid) {
-                    if let Some(name) = users.name(uid) {
-                        e.insert(name);
-                    }
-                }
+            if let Some(uid) = p.uid
+                && !user_names.contains_key(&uid)
+                && let Some(name) = users.name(uid)
+            {
+                user_names.insert(uid, name);
             }
         }
         Ok(View {

@@ -70,7 +70,10 @@ fn ps_rows_equal_ps_axjf_rows() {
     let b = rows_for(&theirs, &pids);
     assert_eq!(a.len(), pids.len(), "every spawned pid shown:\n{ours}");
     assert_eq!(a, b);
-    assert!(a.iter().any(|r| r.contains("<defunct>")), "zombie shown: {a:?}");
+    assert!(
+        a.iter().any(|r| r.contains("<defunct>")),
+        "zombie shown: {a:?}"
+    );
 }
 
 #[test]
@@ -162,7 +165,13 @@ fn roles_titles_and_socket_peers_of_an_egg_tree() {
     // --compact folds the two identical workers.
     let (_, compact, _) = ptree(&["--title", "egg-server-tree-test", "--compact"]);
     assert!(compact.contains("2*["), "{compact}");
-    assert_eq!(compact.lines().filter(|l| l.contains("app_worker.js")).count(), 1);
+    assert_eq!(
+        compact
+            .lines()
+            .filter(|l| l.contains("app_worker.js"))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -178,7 +187,12 @@ fn pipe_peer_is_the_reading_parent() {
     let doc = ptree_json(&["--pid", &pid.to_string(), "--format", "json"]);
     let n = node(&doc, pid).expect("the sleeper");
     assert_eq!(n["stdout"]["kind"], "pipe");
-    assert!(n["stdout"]["target"].as_str().unwrap().starts_with("pipe:["));
+    assert!(
+        n["stdout"]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("pipe:[")
+    );
     let peers = n["stdout"]["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 1, "{n}");
     assert_eq!(peers[0]["pid"], std::process::id());
@@ -224,7 +238,15 @@ fn json_document_matches_the_schema() {
         for key in ["pid", "ppid", "pgid", "sid", "tpgid", "threads"] {
             assert!(n[key].is_i64(), "{key} in {n}");
         }
-        for key in ["tty", "stat", "time", "start_time", "comm", "cmdline", "role"] {
+        for key in [
+            "tty",
+            "stat",
+            "time",
+            "start_time",
+            "comm",
+            "cmdline",
+            "role",
+        ] {
             assert!(n[key].is_string(), "{key} in {n}");
         }
         assert!(n["uid"].is_u64() || n["uid"].is_null());
@@ -272,7 +294,12 @@ fn non_utf8_and_empty_arguments_are_kept() {
     let weird = OsStr::from_bytes(b"na\xffme");
     let pid = tree.spawn(
         Command::new("sh")
-            .args([OsStr::new("-c"), OsStr::new("sleep 1000; :"), weird, OsStr::new("")])
+            .args([
+                OsStr::new("-c"),
+                OsStr::new("sleep 1000; :"),
+                weird,
+                OsStr::new(""),
+            ])
             .stdout(Stdio::null()),
     );
     let doc = ptree_json(&["--pid", &pid.to_string(), "--format", "json"]);
@@ -323,7 +350,10 @@ fn color_only_when_asked_or_on_a_terminal() {
     let _sup = start_egg_demo(&mut tree, "egg-server-color", "exec", 0);
     wait_for("the master", Duration::from_secs(30), || {
         let doc = ptree_json(&["--title", "egg-server-color", "--format", "json"]);
-        nodes(&doc).iter().any(|n| n["role"] == "master").then_some(())
+        nodes(&doc)
+            .iter()
+            .any(|n| n["role"] == "master")
+            .then_some(())
     });
     let (_, plain, _) = ptree(&["--title", "egg-server-color"]);
     assert!(!plain.contains('\x1b'));
@@ -340,9 +370,18 @@ fn churn_never_breaks_a_snapshot() {
         &["-c", "while :; do i=0; while [ $i -lt 200 ]; do (sleep 0.01 &) ; i=$((i+1)); done; wait; done"],
     );
     for round in 0..15 {
-        for args in [&["--format", "json"][..], &["--ps"][..], &[][..], &["--compact"][..], &["sleep"][..]] {
+        for args in [
+            &["--format", "json"][..],
+            &["--ps"][..],
+            &[][..],
+            &["--compact"][..],
+            &["sleep"][..],
+        ] {
             let (code, out, err) = ptree(args);
-            assert!(code == 0 || code == 1, "round {round} {args:?}: {code} {err}");
+            assert!(
+                code == 0 || code == 1,
+                "round {round} {args:?}: {code} {err}"
+            );
             assert!(!err.contains("panicked"), "{err}");
             if args.first() == Some(&"--format") {
                 serde_json::from_str::<serde_json::Value>(&out).expect("valid JSON under churn");

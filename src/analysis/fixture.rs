@@ -14,7 +14,8 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let start = if line.starts_with(key) {
         key.len()
     } else {
-        line.find(&format!(" {key}")).map_or(line.len(), |i| i + 1 + key.len())
+        line.find(&format!(" {key}"))
+            .map_or(line.len(), |i| i + 1 + key.len())
     };
     let rest = &line[start..];
     // comm may contain spaces: it runs up to " state=".
@@ -27,9 +28,18 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 fn fd(line: &str) -> StdFd {
-    let target = line.split("-> ").nth(1).unwrap_or("").split_whitespace().next().unwrap_or("");
+    let target = line
+        .split("-> ")
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
     let t = parse_fd_link(target.as_bytes());
-    let flags = line.split("flags=").nth(1).and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+    let flags = line
+        .split("flags=")
+        .nth(1)
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
     let mode = flags.map(|f| match f & 3 {
         0 => crate::model::AccessMode::Read,
         1 => crate::model::AccessMode::Write,
@@ -47,7 +57,11 @@ pub fn egg_snapshot() -> Snapshot {
         if !head.starts_with("pid=") {
             continue;
         }
-        let cmd = lines.next().unwrap_or("").trim_start().trim_start_matches("cmdline: ");
+        let cmd = lines
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .trim_start_matches("cmdline: ");
         let cmd = cmd.trim_end();
         let argv = if cmd.starts_with("PM2 v") {
             Argv(vec![cmd.as_bytes().to_vec()])
@@ -86,5 +100,10 @@ pub fn egg_snapshot() -> Snapshot {
             }),
         });
     }
-    Snapshot::new(procs, Utc.timestamp_opt(1_700_000_100, 0).unwrap(), 100, Pid(1))
+    Snapshot::new(
+        procs,
+        Utc.timestamp_opt(1_700_000_100, 0).unwrap(),
+        100,
+        Pid(1),
+    )
 }

@@ -114,10 +114,8 @@ fn is_launcher(args: &[String]) -> bool {
     {
         return true;
     }
-    let next_is = |i: usize, words: &[&str]| {
-        args.get(i + 1)
-            .is_some_and(|n| words.contains(&n.as_str()))
-    };
+    let next_is =
+        |i: usize, words: &[&str]| args.get(i + 1).is_some_and(|n| words.contains(&n.as_str()));
     program_words(args).any(|(i, a)| {
         let b = basename(a);
         match b {
@@ -130,7 +128,9 @@ fn is_launcher(args: &[String]) -> bool {
 }
 
 fn script_ends(args: &[String], suffixes: &[&str]) -> bool {
-    args.iter().take(6).any(|a| suffixes.iter().any(|s| a.ends_with(s)))
+    args.iter()
+        .take(6)
+        .any(|a| suffixes.iter().any(|s| a.ends_with(s)))
 }
 
 fn is_master(args: &[String]) -> bool {
@@ -258,7 +258,11 @@ pub fn classify(snapshot: &Snapshot) -> Roles {
     Roles(roles)
 }
 
-fn starts_launcher(pid: Pid, children: &HashMap<Pid, Vec<Pid>>, roles: &HashMap<Pid, Role>) -> bool {
+fn starts_launcher(
+    pid: Pid,
+    children: &HashMap<Pid, Vec<Pid>>,
+    roles: &HashMap<Pid, Role>,
+) -> bool {
     let mut stack: Vec<Pid> = children.get(&pid).cloned().unwrap_or_default();
     let mut seen = 0;
     while let Some(c) = stack.pop() {
@@ -301,11 +305,33 @@ mod tests {
     #[test]
     fn launchers() {
         assert!(is_launcher(&args(&["npm exec egg-scripts start --port=1"])));
-        assert!(is_launcher(&args(&["node", "/usr/lib/node_modules/npm/bin/npx-cli.js", "egg-scripts"])));
-        assert!(is_launcher(&args(&["node", "/a/node_modules/.bin/egg-scripts", "start", "--daemon"])));
-        assert!(is_launcher(&args(&["node", "/a/node_modules/@eggjs/scripts/bin/run.js", "start"])));
-        assert!(is_launcher(&args(&["node", "/usr/bin/npm", "exec", "beidou"])));
-        assert!(!is_launcher(&args(&["node", "/a/node_modules/.bin/egg-scripts", "stop"])));
+        assert!(is_launcher(&args(&[
+            "node",
+            "/usr/lib/node_modules/npm/bin/npx-cli.js",
+            "egg-scripts"
+        ])));
+        assert!(is_launcher(&args(&[
+            "node",
+            "/a/node_modules/.bin/egg-scripts",
+            "start",
+            "--daemon"
+        ])));
+        assert!(is_launcher(&args(&[
+            "node",
+            "/a/node_modules/@eggjs/scripts/bin/run.js",
+            "start"
+        ])));
+        assert!(is_launcher(&args(&[
+            "node",
+            "/usr/bin/npm",
+            "exec",
+            "beidou"
+        ])));
+        assert!(!is_launcher(&args(&[
+            "node",
+            "/a/node_modules/.bin/egg-scripts",
+            "stop"
+        ])));
         assert!(!is_launcher(&args(&["node", "server.js"])));
     }
 
@@ -314,8 +340,19 @@ mod tests {
         assert!(is_shell(&args(&["/bin/sh", "-c", "npx egg-scripts start"])));
         assert!(is_shell(&args(&["bash", "-ec", "x"])));
         assert!(!is_shell(&args(&["bash", "script.sh"])));
-        assert!(is_master(&args(&["node", "/x/node_modules/@eggjs/scripts/dist/commonjs/start-cluster.cjs", "{}"])));
-        assert!(is_agent(&args(&["node", "/x/node_modules/@eggjs/cluster/dist/esm/agent_worker.js", "{}"])));
-        assert!(is_app_worker(&args(&["node", "/x/node_modules/@eggjs/cluster/dist/commonjs/app_worker.js"])));
+        assert!(is_master(&args(&[
+            "node",
+            "/x/node_modules/@eggjs/scripts/dist/commonjs/start-cluster.cjs",
+            "{}"
+        ])));
+        assert!(is_agent(&args(&[
+            "node",
+            "/x/node_modules/@eggjs/cluster/dist/esm/agent_worker.js",
+            "{}"
+        ])));
+        assert!(is_app_worker(&args(&[
+            "node",
+            "/x/node_modules/@eggjs/cluster/dist/commonjs/app_worker.js"
+        ])));
     }
 }

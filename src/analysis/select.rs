@@ -87,7 +87,10 @@ mod tests {
         let mut m = matches(&snap, &sel).unwrap();
         m.sort();
         // The launcher carries `--title=` too: it belongs to the deployment.
-        assert_eq!(m, vec![Pid(20517), Pid(20537), Pid(20553), Pid(20567), Pid(20568)]);
+        assert_eq!(
+            m,
+            vec![Pid(20517), Pid(20537), Pid(20553), Pid(20567), Pid(20568)]
+        );
         let shown = expand(&snap, &m);
         assert!(shown.contains(&Pid(20490)), "supervisor shown");
         assert_eq!(shown.len(), 7);

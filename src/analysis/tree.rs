@@ -101,7 +101,8 @@ pub struct Row<'a> {
 pub fn rows(forest: &[TreeNode]) -> Vec<Row<'_>> {
     let mut out = Vec::new();
     // (node, depth, continuation flags of its ancestors, has later sibling)
-    let mut stack: Vec<(&TreeNode, Vec<bool>)> = forest.iter().rev().map(|n| (n, Vec::new())).collect();
+    let mut stack: Vec<(&TreeNode, Vec<bool>)> =
+        forest.iter().rev().map(|n| (n, Vec::new())).collect();
     while let Some((node, conts)) = stack.pop() {
         let depth = conts.len();
         let mut prefix = String::new();
@@ -144,7 +145,10 @@ mod tests {
         let forest = build(&snap, &shown);
         assert_eq!(forest.len(), 1);
         let rows = rows(&forest);
-        let got: Vec<(i32, String)> = rows.iter().map(|r| (r.node.pid.0, r.prefix.clone())).collect();
+        let got: Vec<(i32, String)> = rows
+            .iter()
+            .map(|r| (r.node.pid.0, r.prefix.clone()))
+            .collect();
         // From tests/fixtures/egg-exec-node14/ps-axjf.before.txt.
         let recorded = include_str!("../../tests/fixtures/egg-exec-node14/ps-axjf.before.txt");
         let want: Vec<(i32, String)> = recorded
@@ -153,7 +157,9 @@ mod tests {
             .map(|l| {
                 let pid = l.split_whitespace().nth(1).unwrap().parse().unwrap();
                 let cmd = &l[l.find(":00 ").unwrap() + 4..];
-                let glyph_end = cmd.find(|c: char| c != ' ' && c != '\\' && c != '_' && c != '|').unwrap();
+                let glyph_end = cmd
+                    .find(|c: char| c != ' ' && c != '\\' && c != '_' && c != '|')
+                    .unwrap();
                 (pid, cmd[..glyph_end].to_string())
             })
             .collect();

@@ -41,9 +41,45 @@ impl Reader {
         use std::fmt::Write;
         self.path.clear();
         let _ = write!(self.path, "/proc/{}/{}", pid.0, file);
-        self.buf.clear();
-        File::open(&self.path)?.read_to_end(&mut self.buf)?;
+        read_all(File::open(&self.path)?, &mut self.buf)?;
         Ok(&self.buf)
+    }
+}
+
+/// Reads a whole `/proc` file into `buf` with plain `read` calls.
+///
+/// `read_to_end` first asks for the file's size (statx + lseek) to size
+/// its buffer, and reads until a read returns 0. `/proc` files report size
+/// 0, and `stat`, `status` and `cmdline` hand out everything they have in
+/// one read when the buffer is large enough, so a short read is the end:
+/// this halves the syscalls of a snapshot.
+fn read_all(mut file: File, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let len = buf.len();
+        let cap = buf.capacity();
+        buf.resize(cap, 0);
+        match file.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(());
+            }
+            Ok(n) => {
+                let short = len + n < buf.len();
+                buf.truncate(len + n);
+                if short {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -52,9 +88,37 @@ pub fn list_pids() -> Result<Vec<Pid>, Error> {
     let dir = std::fs::read_dir("/proc").map_err(|e| Error::io("/proc", e))?;
     Ok(dir
         .filter_map(Result::ok)
-        .filter_map(|e| std::str::from_utf8(e.file_name().as_bytes()).ok()?.parse().ok())
+        .filter_map(|e| {
+            std::str::from_utf8(e.file_name().as_bytes())
+                .ok()?
+                .parse()
+                .ok()
+        })
         .map(Pid)
         .collect())
+}
+
+/// Runs `f` over chunks of `items` on up to four threads and concatenates
+/// the results in order. Reading `/proc` is syscall-bound and scales with
+/// cores; a handful of processes is not worth a thread.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    const MIN_PER_THREAD: usize = 256;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(4).min(items.len() / MIN_PER_THREAD).max(1);
+    if threads == 1 {
+        return f(items);
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(size).map(|c| s.spawn(|| f(c))).collect();
+        let mut out = Vec::with_capacity(items.len());
+        for (h, chunk) in handles.into_iter().zip(items.chunks(size)) {
+            // A panicking reader thread is a bug; fall back to this thread
+            // rather than lose the chunk.
+            out.extend(h.join().unwrap_or_else(|_| f(chunk)));
+        }
+        out
+    })
 }
 
 /// Facts about the machine needed to interpret per-process numbers.
@@ -130,11 +194,13 @@ fn read_process(r: &mut Reader, pid: Pid, clock: &Clock) -> Option<Process> {
 pub fn read_snapshot() -> Result<Snapshot, Error> {
     let clock = Clock::read()?;
     let pids = list_pids()?;
-    let mut r = Reader::new();
-    let processes: Vec<Process> = pids
-        .into_iter()
-        .filter_map(|pid| read_process(&mut r, pid, &clock))
-        .collect();
+    let processes = in_parallel(&pids, |chunk| {
+        let mut r = Reader::new();
+        chunk
+            .iter()
+            .filter_map(|&pid| read_process(&mut r, pid, &clock))
+            .collect()
+    });
     Ok(Snapshot::new(
         processes,
         Utc::now(),
@@ -149,9 +215,31 @@ pub fn read_one(pid: Pid) -> Option<Process> {
     read_process(&mut Reader::new(), pid, &clock)
 }
 
-/// Fills `exe`, `cwd` and fds 0-2 for the given processes: the details
-/// only shown processes need.
-pub fn fill_details(snapshot: &mut Snapshot, pids: &[Pid]) {
+/// Which per-process details to read beyond `stat`/`status`/`cmdline`.
+/// Each costs a syscall or two per shown process, so a view asks only for
+/// what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Details {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub exe_cwd: bool,
+}
+
+impl Details {
+    /// Everything: for analyses that look at stdin, exe and cwd.
+    pub const ALL: Details = Details {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        exe_cwd: true,
+    };
+}
+
+/// Fills the requested details for the given processes. Fds not asked for
+/// are left [`FdTarget::Closed`] with no mode.
+pub fn fill_details(snapshot: &mut Snapshot, pids: &[Pid], what: Details) {
+    let skipped = || StdFd::new(FdTarget::Closed, None);
     for &pid in pids {
         let Some(p) = snapshot.get_mut(pid) else {
             continue;
@@ -159,13 +247,27 @@ pub fn fill_details(snapshot: &mut Snapshot, pids: &[Pid]) {
         if p.is_kernel_thread() {
             continue;
         }
-        let base = format!("/proc/{}", pid.0);
-        p.exe = std::fs::read_link(format!("{base}/exe")).ok();
-        p.cwd = std::fs::read_link(format!("{base}/cwd")).ok();
+        if what.exe_cwd {
+            let base = format!("/proc/{}", pid.0);
+            p.exe = std::fs::read_link(format!("{base}/exe")).ok();
+            p.cwd = std::fs::read_link(format!("{base}/cwd")).ok();
+        }
         p.fds = Some(StdFds {
-            stdin: read_fd(pid, 0),
-            stdout: read_fd(pid, 1),
-            stderr: read_fd(pid, 2),
+            stdin: if what.stdin {
+                read_fd(pid, 0)
+            } else {
+                skipped()
+            },
+            stdout: if what.stdout {
+                read_fd(pid, 1)
+            } else {
+                skipped()
+            },
+            stderr: if what.stderr {
+                read_fd(pid, 2)
+            } else {
+                skipped()
+            },
         });
     }
 }

@@ -107,7 +107,8 @@ pub fn parse_stat(buf: &[u8]) -> Result<StatFields, ParseError> {
 /// The fields of `/proc/PID/status` that ptree uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusFields {
-    /// Real uid (first of the four `Uid:` values), as `ps` shows.
+    /// Effective uid (second of the four `Uid:` values): `ps`'s UID column
+    /// is the euid.
     pub uid: Option<u32>,
     pub vm_locked_kb: u64,
     pub signals: Option<SignalMasks>,
@@ -125,8 +126,11 @@ pub fn parse_status(buf: &[u8]) -> StatusFields {
         let (key, value) = (&line[..colon], trim(&line[colon + 1..]));
         match key {
             b"Uid" => {
-                let first = value.split(|b| b.is_ascii_whitespace()).next();
-                out.uid = first.and_then(parse_num);
+                let euid = value
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|f| !f.is_empty())
+                    .nth(1);
+                out.uid = euid.and_then(parse_num);
             }
             b"VmLck" => {
                 let first = value.split(|b| b.is_ascii_whitespace()).next();
@@ -257,13 +261,17 @@ mod tests {
             b"1 (x) S 1 2 3 4",
             b"abc (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0",
         ] {
-            assert!(parse_stat(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_stat(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn status_fields() {
-        let st = b"Name:\tnode\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t1000\t1000\t1000\n\
+        let st = b"Name:\tnode\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t0\t1000\t1000\t1000\n\
             VmLck:\t       4 kB\nSigQ:\t0/63413\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n\
             SigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000188004a02\n";
         let s = parse_status(st);

@@ -2,16 +2,22 @@
 //!
 //! A pipe's other end is any process holding the same pipe inode opened in
 //! the opposite direction. A socket's other end is the peer inode that
-//! sock_diag reports, and whoever holds it. Fds are scanned for the shown
-//! processes first; the rest of the machine only for inodes still without
-//! a holder (a reader that is not in the view, or none at all).
+//! sock_diag reports, and whoever holds it.
+//!
+//! Scanning every fd of every process is what makes `lsof` slow, so the
+//! scan widens in steps and stops at the first step that finds the other
+//! end: first the relatives of each writer (ancestors, siblings, children:
+//! where a reader almost always is: the shell of a pipeline, the Node
+//! parent of `exec()`), then the other shown processes, then the rest of
+//! the machine — the last only for an end nobody near holds, such as a
+//! broken pipe.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::model::{AccessMode, FdTarget, Peer, Peers, Pid, Snapshot};
 use crate::proc::parse::parse_fd_link;
-use crate::proc::{fd_mode, sockdiag};
+use crate::proc::{fd_mode, in_parallel, sockdiag};
 
 /// A process holding an inode on one of its fds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,34 +36,42 @@ pub fn scan_holders(
     if wanted.is_empty() {
         return;
     }
-    for pid in pids {
-        let dir = format!("/proc/{}/fd", pid.0);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue; // exited, or not ours to read
+    let pids: Vec<Pid> = pids.into_iter().collect();
+    let found = in_parallel(&pids, |chunk| {
+        let mut found = Vec::new();
+        for &pid in chunk {
+            scan_one(pid, wanted, &mut found);
+        }
+        found
+    });
+    for (inode, holder) in found {
+        out.entry(inode).or_default().push(holder);
+    }
+}
+
+fn scan_one(pid: Pid, wanted: &HashSet<u64>, found: &mut Vec<(u64, Holder)>) {
+    let dir = format!("/proc/{}/fd", pid.0);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // exited, or not ours to read
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Some(fd) = std::str::from_utf8(entry.file_name().as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
         };
-        for entry in entries.filter_map(Result::ok) {
-            let Some(fd) = std::str::from_utf8(entry.file_name().as_bytes())
-                .ok()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let path = entry.path();
-            let Ok(link) = std::fs::read_link(&path) else {
-                continue;
-            };
-            let inode = match parse_fd_link(link.as_os_str().as_bytes()) {
-                FdTarget::Pipe(i) | FdTarget::Socket(i) => i,
-                _ => continue,
-            };
-            if !wanted.contains(&inode) {
-                continue;
-            }
-            out.entry(inode).or_default().push(Holder {
-                pid,
-                fd,
-                mode: fd_mode(&path),
-            });
+        let path = entry.path();
+        let Ok(link) = std::fs::read_link(&path) else {
+            continue;
+        };
+        let inode = match parse_fd_link(link.as_os_str().as_bytes()) {
+            FdTarget::Pipe(i) | FdTarget::Socket(i) => i,
+            _ => continue,
+        };
+        if wanted.contains(&inode) {
+            let mode = fd_mode(&path);
+            found.push((inode, Holder { pid, fd, mode }));
         }
     }
 }
@@ -65,7 +79,10 @@ pub fn scan_holders(
 /// What one stdout/stderr needs resolved.
 enum Want {
     /// Holders of this pipe inode, opposite to `mode`.
-    Pipe { inode: u64, mode: Option<AccessMode> },
+    Pipe {
+        inode: u64,
+        mode: Option<AccessMode>,
+    },
     /// Holders of the socket's peer inode.
     Socket { inode: u64 },
 }
@@ -122,34 +139,67 @@ pub fn resolve(snapshot: &Snapshot, shown: &[Pid]) -> Peers {
         })
         .collect();
 
-    let mut holders: HashMap<u64, Vec<Holder>> = HashMap::new();
-    scan_holders(shown.iter().copied(), &wanted, &mut holders);
+    let unresolved = |holders: &HashMap<u64, Vec<Holder>>| -> HashSet<u64> {
+        wants
+            .iter()
+            .filter_map(|((pid, _), w)| match w {
+                Want::Pipe { inode, mode } => {
+                    let found = holders.get(inode).is_some_and(|hs| {
+                        hs.iter().any(|h| h.pid != *pid && opposite(*mode, h.mode))
+                    });
+                    (!found).then_some(*inode)
+                }
+                Want::Socket { inode } => {
+                    let peer = socket_peer.get(inode)?;
+                    (!holders.contains_key(peer)).then_some(*peer)
+                }
+            })
+            .collect()
+    };
 
-    // Inodes with no holder on the other side yet: look at the rest.
-    let unresolved: HashSet<u64> = wants
-        .iter()
-        .filter_map(|((pid, _), w)| match w {
-            Want::Pipe { inode, mode } => {
-                let found = holders.get(inode).is_some_and(|hs| {
-                    hs.iter()
-                        .any(|h| h.pid != *pid && opposite(*mode, h.mode))
-                });
-                (!found).then_some(*inode)
+    let mut holders: HashMap<u64, Vec<Holder>> = HashMap::new();
+    let mut scanned: HashSet<Pid> = HashSet::new();
+    let children = snapshot.children_map();
+    let mut near: Vec<Pid> = Vec::new();
+    for ((pid, _), _) in &wants {
+        let mut add = |p: Pid| {
+            if scanned.insert(p) {
+                near.push(p);
             }
-            Want::Socket { inode } => {
-                let peer = socket_peer.get(inode)?;
-                (!holders.contains_key(peer)).then_some(*peer)
+        };
+        add(*pid);
+        for a in snapshot.ancestors(*pid) {
+            add(a.pid);
+        }
+        if let Some(parent) = snapshot.parent(*pid) {
+            for &s in children.get(&parent.pid).into_iter().flatten() {
+                add(s);
             }
-        })
-        .collect();
-    if !unresolved.is_empty() {
-        let shown_set: HashSet<Pid> = shown.iter().copied().collect();
-        let rest = snapshot
+        }
+        for &c in children.get(pid).into_iter().flatten() {
+            add(c);
+        }
+    }
+    scan_holders(near, &wanted, &mut holders);
+
+    let mut missing = unresolved(&holders);
+    if !missing.is_empty() {
+        let rest: Vec<Pid> = shown
+            .iter()
+            .copied()
+            .filter(|p| scanned.insert(*p))
+            .collect();
+        scan_holders(rest, &missing, &mut holders);
+        missing = unresolved(&holders);
+    }
+    if !missing.is_empty() {
+        let rest: Vec<Pid> = snapshot
             .processes
             .iter()
             .map(|p| p.pid)
-            .filter(|p| !shown_set.contains(p));
-        scan_holders(rest, &unresolved, &mut holders);
+            .filter(|p| scanned.insert(*p))
+            .collect();
+        scan_holders(rest, &missing, &mut holders);
     }
 
     let comm = |pid: Pid| {

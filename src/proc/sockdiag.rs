@@ -48,10 +48,7 @@ pub fn unix_peers(inodes: &HashSet<u64>) -> io::Result<HashMap<u64, u64>> {
         }
     } else {
         let all = query(&sock, 0, true)?;
-        out.extend(
-            all.into_iter()
-                .filter(|(ino, _)| inodes.contains(ino)),
-        );
+        out.extend(all.into_iter().filter(|(ino, _)| inodes.contains(ino)));
     }
     Ok(out)
 }

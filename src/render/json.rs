@@ -56,7 +56,10 @@ pub struct Node {
 fn node(view: &View, n: &TreeNode) -> Option<Node> {
     let p = view.snapshot.get(n.pid)?;
     let fd = |num: u8| {
-        let f = p.fds.as_ref().map(|f| if num == 1 { &f.stdout } else { &f.stderr });
+        let f = p
+            .fds
+            .as_ref()
+            .map(|f| if num == 1 { &f.stdout } else { &f.stderr });
         let (kind, target) = fd_kind_target(f);
         FdJson {
             kind,

@@ -25,7 +25,12 @@ pub fn render(view: &View) -> String {
         let fds = p.fds.as_ref();
         let user = p
             .uid
-            .map(|u| view.user_names.get(&u).cloned().unwrap_or_else(|| u.to_string()))
+            .map(|u| {
+                view.user_names
+                    .get(&u)
+                    .cloned()
+                    .unwrap_or_else(|| u.to_string())
+            })
             .unwrap_or_else(|| "?".into());
         let mut command = row.prefix.clone();
         if row.node.count() > 1 {

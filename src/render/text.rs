@@ -58,7 +58,11 @@ pub fn render(view: &View, opts: TextOptions) -> String {
                 let pid = r.node.pid;
                 let p = snap.get(pid);
                 let role = view.roles.of(pid);
-                let role = if role == Role::Other { "-".to_string() } else { role.to_string() };
+                let role = if role == Role::Other {
+                    "-".to_string()
+                } else {
+                    role.to_string()
+                };
                 let fd = match p {
                     Some(p) if p.is_kernel_thread() => String::new(),
                     Some(p) => fd_cell(p.fds.as_ref().map(|f| &f.stdout), view.peers.of(pid, 1)),
@@ -70,7 +74,12 @@ pub fn render(view: &View, opts: TextOptions) -> String {
     };
     let mut columns: Vec<Column> = PS_COLUMNS.to_vec();
     if !opts.ps_only {
-        let role_w = extra.iter().map(|e| e.0.chars().count()).max().unwrap_or(0).max(4);
+        let role_w = extra
+            .iter()
+            .map(|e| e.0.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(4);
         let out_w = extra
             .iter()
             .map(|e| e.1.chars().count())
@@ -110,7 +119,11 @@ pub fn render(view: &View, opts: TextOptions) -> String {
             if opts.color {
                 styles = vec![""; 9];
                 styles.push(role_style(view.roles.of(p.pid)));
-                styles.push(if fd.contains("(none)") { "\x1b[31m" } else { "" });
+                styles.push(if fd.contains("(none)") {
+                    "\x1b[31m"
+                } else {
+                    ""
+                });
             }
         }
         cells.push(&command);

@@ -74,7 +74,11 @@ pub fn descendants_of(roots: &HashSet<i32>) -> Vec<i32> {
         let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
             continue;
         };
-        let ppid: i32 = after.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ppid: i32 = after
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         parent.push((pid, ppid));
     }
     let mut found: HashSet<i32> = roots.clone();
@@ -168,7 +172,10 @@ pub fn ptree(args: &[&str]) -> (i32, String, String) {
 /// Runs ptree and parses its JSON stdout.
 pub fn ptree_json(args: &[&str]) -> serde_json::Value {
     let (code, out, err) = ptree(args);
-    assert!(code == 0 || code == 1, "ptree {args:?} failed ({code}): {err}");
+    assert!(
+        code == 0 || code == 1,
+        "ptree {args:?} failed ({code}): {err}"
+    );
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON from {args:?}: {e}\n{out}"))
 }
 
