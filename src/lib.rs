@@ -15,5 +15,6 @@ pub mod proc;
 pub mod render;
 pub mod trace;
 pub mod view;
+pub mod watch;
 
 pub use error::Error;

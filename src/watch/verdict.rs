@@ -1,0 +1,259 @@
+//! Verdicts: from the signals and exits seen, who really killed each
+//! watched process, and why. Pure: events and the tree in, verdicts out.
+//!
+//! The sender of the last signal is rarely the cause: in the incident the
+//! master's workers got SIGTERM from the master, which got it from `npx`,
+//! which got it from the wrapper. A process that received a signal just
+//! before sending one downstream is a *forwarder*; the chain is followed
+//! back to the first sender that received nothing: the root cause.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::analysis::roles::Role;
+use crate::event::{SigCode, Signal};
+use crate::model::Pid;
+use crate::watch::record::{ExitRecord, SignalRecord, VerdictKind, VerdictRecord};
+use crate::watch::table::LiveTable;
+
+/// How long after receiving a signal a process may pass one on and still
+/// count as forwarding it (a master's graceful shutdown takes a while).
+const FORWARD_WINDOW_MS: i64 = 10_000;
+
+/// Programs whose whole job is to send a signal: the real actor is whoever
+/// ran them.
+const KILL_COMMANDS: &[&str] = &["kill", "pkill", "killall", "skill", "timeout", "egg-scripts"];
+
+/// Facts from outside the event stream.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// For each process, who read its stdout/stderr at the start (the other
+    /// end of its pipe or socket).
+    pub readers: HashMap<Pid, Vec<Pid>>,
+    /// The kernel's OOM kill count rose while watching.
+    pub oom_kills: u64,
+    /// Processes that died of SIGKILL that the source could not attribute
+    /// (ptrace never sees SIGKILL).
+    pub invisible_kills: HashSet<Pid>,
+}
+
+fn fatal(sig: Signal) -> bool {
+    !matches!(sig.0, 17 | 18 | 23 | 28 | 0) // CHLD CONT URG WINCH
+}
+
+/// The last signal to `pid` at or before `until` that could have ended it.
+fn last_signal_to<'a>(
+    signals: &'a [SignalRecord],
+    pid: Pid,
+    until: DateTime<Utc>,
+    not_from: &HashSet<Pid>,
+) -> Option<&'a SignalRecord> {
+    signals
+        .iter()
+        .filter(|s| s.target.pid == pid && s.time <= until && fatal(s.signal))
+        .filter(|s| s.sender.as_ref().is_none_or(|snd| !not_from.contains(&snd.pid)))
+        .filter(|s| s.result != crate::event::Delivery::Ignored)
+        .max_by_key(|s| s.time)
+}
+
+fn is_kill_command(table: &LiveTable, pid: Pid) -> bool {
+    let Some(e) = table.get(pid) else {
+        return false;
+    };
+    let comm = e.process.comm_lossy();
+    if KILL_COMMANDS.contains(&comm.as_str()) && comm != "egg-scripts" {
+        return true;
+    }
+    let args = e.process.argv.lossy();
+    let first = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    first.is_some_and(|f| KILL_COMMANDS.contains(&f.as_str()) && f != "egg-scripts")
+        || args.windows(2).any(|w| w[0] == "stop" && w.iter().any(|a| a.contains("egg-scripts")))
+}
+
+/// The verdict for every watched process that exited.
+pub fn verdicts(
+    signals: &[SignalRecord],
+    exits: &[ExitRecord],
+    victims: &[Pid],
+    table: &mut LiveTable,
+    ctx: &Context,
+) -> Vec<VerdictRecord> {
+    let mut out = Vec::new();
+    for &victim in victims {
+        let Some(exit) = exits.iter().find(|e| e.pid == victim) else {
+            continue;
+        };
+        out.push(verdict_for(victim, exit, signals, table, ctx));
+    }
+    out
+}
+
+fn verdict_for(
+    victim: Pid,
+    exit: &ExitRecord,
+    signals: &[SignalRecord],
+    table: &mut LiveTable,
+    ctx: &Context,
+) -> VerdictRecord {
+    let make = |kind, root: Option<Pid>, chain: Vec<Pid>, explanation: String, table: &mut LiveTable| {
+        VerdictRecord {
+            kind_tag: "verdict",
+            pid: victim,
+            kind,
+            root_cause: root.map(|p| table.info(p)),
+            chain,
+            explanation,
+        }
+    };
+    let slack = exit.time + Duration::milliseconds(50);
+    let Some(last) = last_signal_to(signals, victim, slack, &HashSet::new()) else {
+        if ctx.invisible_kills.contains(&victim) {
+            return make(
+                VerdictKind::Unknown,
+                None,
+                vec![victim],
+                "killed by SIGKILL; sender invisible to ptrace, use --via tracefs or audit".into(),
+                table,
+            );
+        }
+        let how = match (exit.signal, exit.code) {
+            (Some(s), _) => format!("died of {s} without a signal from another process being seen (a fault, or sent before watching began)"),
+            (None, Some(c)) => format!("exited with status {c}; no signal was sent to it"),
+            _ => "exited; no signal was sent to it".to_string(),
+        };
+        return make(VerdictKind::Unknown, None, vec![victim], how, table);
+    };
+
+    // Walk back through forwarders.
+    let mut chain = vec![victim];
+    let mut cur = last;
+    let mut seen: HashSet<Pid> = HashSet::from([victim]);
+    let mut kernel = false;
+    loop {
+        let Some(sender) = cur.sender.as_ref().map(|s| s.pid) else {
+            kernel = true;
+            break;
+        };
+        if cur.code == SigCode::Kernel {
+            kernel = true;
+        }
+        if seen.contains(&sender) {
+            break; // sent to itself (SIGPIPE, abort) or a loop
+        }
+        seen.insert(sender);
+        chain.insert(0, sender);
+        let window_start = cur.time - Duration::milliseconds(FORWARD_WINDOW_MS);
+        let received = last_signal_to(signals, sender, cur.time, &seen)
+            .filter(|s| s.time >= window_start && s.signal == cur.signal);
+        match received {
+            Some(s) => cur = s,
+            None => break,
+        }
+    }
+    let mut root = chain.first().copied().filter(|_| !kernel || chain.len() > 1);
+
+    // `kill`, `pkill`, `timeout`: the actor is whoever ran them.
+    if let Some(r) = root
+        && is_kill_command(table, r)
+        && let Some(parent) = table.parent(r)
+    {
+        chain.insert(0, parent);
+        root = Some(parent);
+    }
+
+    let sig = last.signal;
+    let victim_info = table.info(victim);
+    let victim_desc = format!("{} {}", victim, victim_info.comm);
+    if sig == Signal::KILL && last.code == SigCode::Kernel && ctx.oom_kills > 0 {
+        return make(
+            VerdictKind::OomKill,
+            None,
+            vec![victim],
+            format!("{victim_desc} was killed by the kernel's OOM killer (SIGKILL, SI_KERNEL; oom_kill counter rose by {})", ctx.oom_kills),
+            table,
+        );
+    }
+    if sig == Signal::HUP && last.code == SigCode::Kernel {
+        return make(
+            VerdictKind::TerminalHangup,
+            None,
+            vec![victim],
+            format!("{victim_desc} got SIGHUP from the kernel: its controlling terminal hung up (detach it: setsid, or start it as a daemon)"),
+            table,
+        );
+    }
+    let self_sent = last.sender.as_ref().is_some_and(|s| s.pid == victim);
+    if sig == Signal::PIPE && (self_sent || last.code == SigCode::Kernel) {
+        return make(
+            VerdictKind::BrokenPipe,
+            Some(victim),
+            vec![victim],
+            format!("{victim_desc} wrote to a pipe or socket nobody reads any more: the kernel raised SIGPIPE in its own context (the reader of its output is gone)"),
+            table,
+        );
+    }
+    let Some(root) = root else {
+        return make(
+            VerdictKind::Unknown,
+            None,
+            chain,
+            format!("{victim_desc} got {sig} from the kernel ({})", last.code.name()),
+            table,
+        );
+    };
+    let root_info = table.info(root);
+    let root_desc = format!("{} {} ({})", root, root_info.cmdline, root_info.role);
+    let chain_desc = chain
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" → ");
+
+    // Did the root cause read the output of the victim or an ancestor?
+    let mut lineage = vec![victim];
+    lineage.extend(table.ancestors(victim));
+    let reads_output = lineage
+        .iter()
+        .any(|p| ctx.readers.get(p).is_some_and(|r| r.contains(&root)));
+    let root_role = table.role(root);
+    if reads_output && root_role != Role::Supervisor {
+        return make(
+            VerdictKind::ExecMaxbuffer,
+            Some(root),
+            chain,
+            format!(
+                "{root_desc} reads the output of the tree it started and sent {sig} ({chain_desc}): \
+                 Node's child_process.exec killed its child after maxBuffer bytes of output; \
+                 default 1 MiB since Node 12, 200 KiB before. Start the server with spawn() and \
+                 inherited or file stdio, or as a daemon."
+            ),
+            table,
+        );
+    }
+    if root_role == Role::Supervisor {
+        return make(
+            VerdictKind::Supervisor,
+            Some(root),
+            chain,
+            format!("the supervisor {root_desc} stopped it with {sig} ({chain_desc}): a restart, reload, stop or a failed health check"),
+            table,
+        );
+    }
+    if lineage[1..].contains(&root) {
+        return make(
+            VerdictKind::ParentForward,
+            Some(root),
+            chain,
+            format!("its ancestor {root_desc} sent {sig} down the tree ({chain_desc}) without having received one"),
+            table,
+        );
+    }
+    make(
+        VerdictKind::ManualKill,
+        Some(root),
+        chain,
+        format!("{root_desc}, outside the victim's ancestry, sent {sig} ({chain_desc})"),
+        table,
+    )
+}
