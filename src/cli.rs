@@ -3,24 +3,12 @@
 
 use std::io::IsTerminal;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::analysis::select::Selection;
 use crate::analysis::title::TitleMatch;
 use crate::error::Error;
 use crate::model::Pid;
-use crate::proc::Details;
-use crate::render;
-use crate::view::{Depth, View};
-
-/// Exit statuses shared by every command (docs/exit-codes.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Success: something was shown or every check passed.
-    Ok = 0,
-    /// Nothing matched, or a check/finding failed.
-    Failed = 1,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -43,10 +31,33 @@ const TREE_EXAMPLES: &str = "Examples:
   ptree node --format json       every command line containing \"node\", as JSON
   ptree --ps                     exactly ps axjf's rows";
 
-/// What is running, and who started whom.
+/// What is running, who started whom, and who killed whom.
 #[derive(Debug, Parser)]
-#[command(name = "ptree", version, about, after_help = TREE_EXAMPLES)]
+#[command(
+    name = "ptree",
+    version,
+    about,
+    after_help = TREE_EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub tree: TreeArgs,
+}
+
+/// The subcommands; without one, ptree shows the tree.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch processes and report who sends them signals, with a verdict.
+    #[command(after_help = crate::cmd::who_killed::EXAMPLES)]
+    WhoKilled(crate::cmd::who_killed::WhoKilledArgs),
+}
+
+/// Arguments of the tree view.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
     /// Show processes whose command line contains this text (like pgrep -f).
     pub pattern: Option<String>,
     /// Show this process, its ancestors and its descendants (repeatable).
@@ -72,8 +83,8 @@ pub struct Cli {
     pub color: ColorChoice,
 }
 
-impl Cli {
-    fn selection(&self) -> Result<Selection, Error> {
+impl TreeArgs {
+    pub fn selection(&self) -> Result<Selection, Error> {
         let given = [
             self.pattern.is_some(),
             !self.pids.is_empty(),
@@ -110,7 +121,7 @@ impl Cli {
         })
     }
 
-    fn color(&self) -> bool {
+    pub fn color(&self) -> bool {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -122,52 +133,3 @@ impl Cli {
     }
 }
 
-/// Runs the tree view and writes it to stdout.
-pub fn run_tree(cli: &Cli) -> Result<Outcome, Error> {
-    let selection = cli.selection()?;
-    let depth = if cli.ps {
-        Depth::Ps
-    } else {
-        // The text view shows only stdout; table and JSON show stderr too.
-        Depth::Full(Details {
-            stdout: true,
-            stderr: cli.format != Format::Text,
-            ..Details::default()
-        })
-    };
-    let view = View::read(&selection, depth, cli.compact)?;
-    let text = if cli.ps {
-        render::text::render(
-            &view,
-            render::text::TextOptions {
-                ps_only: true,
-                color: false,
-            },
-        )
-    } else {
-        match cli.format {
-            Format::Text => render::text::render(
-                &view,
-                render::text::TextOptions {
-                    ps_only: false,
-                    color: cli.color(),
-                },
-            ),
-            Format::Table => render::table::render(&view),
-            Format::Json => render::json::render(&view),
-        }
-    };
-    write_stdout(&text);
-    Ok(if view.matched.is_empty() {
-        Outcome::Failed
-    } else {
-        Outcome::Ok
-    })
-}
-
-/// Writes to stdout; a closed pipe (`ptree | head`) is not an error.
-pub fn write_stdout(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
-}

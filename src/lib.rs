@@ -8,8 +8,11 @@
 pub mod analysis;
 pub mod audit;
 pub mod cli;
+pub mod cmd;
+pub mod duration;
 pub mod error;
 pub mod event;
+pub mod interrupt;
 pub mod model;
 pub mod proc;
 pub mod render;

@@ -1,18 +1,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ptree::cli::{Cli, run_tree};
+use ptree::cli::Cli;
+use ptree::cmd::{ERROR, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run_tree(&cli) {
-        Ok(outcome) => ExitCode::from(outcome as u8),
+    match run(&cli) {
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("ptree: {e}");
             if let Some(hint) = e.hint() {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::from(2)
+            ExitCode::from(ERROR)
         }
     }
 }

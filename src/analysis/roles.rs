@@ -231,7 +231,8 @@ pub fn classify(snapshot: &Snapshot) -> Roles {
     // A wrapper starts a launcher or master, directly or through shells.
     let mut wrappers = Vec::new();
     for p in &snapshot.processes {
-        if roles[&p.pid] != Role::Other || p.is_kernel_thread() {
+        // PID 1 adopts orphaned launchers; it does not wrap them.
+        if roles[&p.pid] != Role::Other || p.is_kernel_thread() || p.pid == Pid::INIT {
             continue;
         }
         if starts_launcher(p.pid, &children, &roles) {

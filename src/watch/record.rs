@@ -93,9 +93,22 @@ pub struct ExitRecord {
 
 impl ExitRecord {
     pub fn new(time: DateTime<Utc>, pid: Pid, status: Option<ExitStatus>) -> ExitRecord {
+        ExitRecord::with_how(time, pid, status, false)
+    }
+
+    /// Like [`ExitRecord::new`]; `exited_normally` says the process called
+    /// exit (its parent's SIGCHLD said CLD_EXITED) when the status itself
+    /// is unknown.
+    pub fn with_how(
+        time: DateTime<Utc>,
+        pid: Pid,
+        status: Option<ExitStatus>,
+        exited_normally: bool,
+    ) -> ExitRecord {
         let (how, signal, code) = match status {
             Some(ExitStatus::Signaled { signal }) => ("signal", Some(signal), None),
             Some(ExitStatus::Exited { code }) => ("exit", None, Some(code)),
+            None if exited_normally => ("exit", None, None),
             None => ("unknown", None, None),
         };
         ExitRecord {

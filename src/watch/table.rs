@@ -160,6 +160,19 @@ impl LiveTable {
         }
     }
 
+    /// Adds a process read from `/proc` after the start (a sender the
+    /// source reported by pid only).
+    pub fn insert(&mut self, process: Process) {
+        self.entries.insert(
+            process.pid,
+            Entry {
+                process,
+                exited_at: None,
+            },
+        );
+        self.roles_stale = true;
+    }
+
     /// Marks a process exited (sources that report whole-process exits).
     pub fn mark_exited(&mut self, pid: Pid, time: DateTime<Utc>) {
         if let Some(e) = self.entries.get_mut(&pid) {

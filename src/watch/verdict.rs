@@ -107,6 +107,8 @@ fn verdict_for(
         }
     };
     let slack = exit.time + Duration::milliseconds(50);
+    let mut lineage = vec![victim];
+    lineage.extend(table.ancestors(victim));
     let Some(last) = last_signal_to(signals, victim, slack, &HashSet::new()) else {
         if ctx.invisible_kills.contains(&victim) {
             return make(
@@ -117,10 +119,22 @@ fn verdict_for(
                 table,
             );
         }
-        let how = match (exit.signal, exit.code) {
-            (Some(s), _) => format!("died of {s} without a signal from another process being seen (a fault, or sent before watching began)"),
-            (None, Some(c)) => format!("exited with status {c}; no signal was sent to it"),
-            _ => "exited; no signal was sent to it".to_string(),
+        // Node ignores SIGPIPE: a write to a dead reader fails with EPIPE,
+        // which becomes an uncaught exception and the process exits.
+        let window = exit.time - Duration::milliseconds(FORWARD_WINDOW_MS);
+        let epipe = signals.iter().any(|s| {
+            s.target.pid == victim
+                && s.signal == Signal::PIPE
+                && s.time >= window
+                && s.time <= slack
+        });
+        if epipe {
+            return broken_pipe(victim, exit.time, &lineage, signals, table, ctx, true);
+        }
+        let how = match (exit.signal, exit.code, exit.how) {
+            (Some(s), _, _) => format!("died of {s} without a signal from another process being seen (a fault, or sent before watching began)"),
+            (None, Some(c), _) => format!("exited with status {c}; no signal was sent to it"),
+            _ => "exited on its own; no signal was sent to it".to_string(),
         };
         return make(VerdictKind::Unknown, None, vec![victim], how, table);
     };
@@ -185,13 +199,7 @@ fn verdict_for(
     }
     let self_sent = last.sender.as_ref().is_some_and(|s| s.pid == victim);
     if sig == Signal::PIPE && (self_sent || last.code == SigCode::Kernel) {
-        return make(
-            VerdictKind::BrokenPipe,
-            Some(victim),
-            vec![victim],
-            format!("{victim_desc} wrote to a pipe or socket nobody reads any more: the kernel raised SIGPIPE in its own context (the reader of its output is gone)"),
-            table,
-        );
+        return broken_pipe(victim, exit.time, &lineage, signals, table, ctx, false);
     }
     let Some(root) = root else {
         return make(
@@ -211,8 +219,6 @@ fn verdict_for(
         .join(" → ");
 
     // Did the root cause read the output of the victim or an ancestor?
-    let mut lineage = vec![victim];
-    lineage.extend(table.ancestors(victim));
     let reads_output = lineage
         .iter()
         .any(|p| ctx.readers.get(p).is_some_and(|r| r.contains(&root)));
@@ -256,4 +262,69 @@ fn verdict_for(
         format!("{root_desc}, outside the victim's ancestry, sent {sig} ({chain_desc})"),
         table,
     )
+}
+
+/// The victim wrote into a pipe or socket whose reader was gone. When that
+/// reader is known and, just before, signalled one of the victim's
+/// ancestors (dash's `sh -c` does not exec, so exec()'s SIGTERM kills only
+/// the shell and orphans the tree), the cause is exec's maxBuffer.
+fn broken_pipe(
+    victim: Pid,
+    died: DateTime<Utc>,
+    lineage: &[Pid],
+    signals: &[SignalRecord],
+    table: &mut LiveTable,
+    ctx: &Context,
+    node_style: bool,
+) -> VerdictRecord {
+    let reader = lineage
+        .iter()
+        .find_map(|p| ctx.readers.get(p).and_then(|r| r.first().copied()));
+    let how = if node_style {
+        "its writes failed with EPIPE (Node ignores SIGPIPE and exits on the error)"
+    } else {
+        "the kernel raised SIGPIPE in its own context"
+    };
+    let window = died - Duration::milliseconds(FORWARD_WINDOW_MS * 3);
+    let reader_kill = reader.and_then(|r| {
+        signals
+            .iter()
+            .filter(|s| s.time >= window && s.time <= died && fatal(s.signal))
+            .filter(|s| s.sender.as_ref().is_some_and(|snd| snd.pid == r))
+            .find(|s| lineage.contains(&s.target.pid))
+            .map(|s| (r, s.target.pid, s.signal))
+    });
+    let victim_comm = table.info(victim).comm;
+    if let Some((r, killed, sig)) = reader_kill {
+        let info = table.info(r);
+        let mut chain = vec![r];
+        let pos = lineage.iter().position(|p| *p == killed).unwrap_or(0);
+        chain.extend(lineage[..=pos].iter().rev());
+        chain.dedup();
+        return VerdictRecord {
+            kind_tag: "verdict",
+            pid: victim,
+            kind: VerdictKind::ExecMaxbuffer,
+            root_cause: Some(info.clone()),
+            chain,
+            explanation: format!(
+                "{r} {} ({}) read {victim} {victim_comm}'s output and sent {sig} to {killed},                  then closed its end: {victim} lost its reader and {how}. This is Node's                  child_process.exec killing its child after maxBuffer bytes of output                  (default 1 MiB since Node 12, 200 KiB before)",
+                info.cmdline, info.role
+            ),
+        };
+    }
+    let root = reader.unwrap_or(victim);
+    let root_info = table.info(root);
+    let who = match reader {
+        Some(r) => format!("its output reader {r} {} went away", root_info.comm),
+        None => "the reader of its output was gone".to_string(),
+    };
+    VerdictRecord {
+        kind_tag: "verdict",
+        pid: victim,
+        kind: VerdictKind::BrokenPipe,
+        root_cause: Some(root_info),
+        chain: if root == victim { vec![victim] } else { vec![root, victim] },
+        explanation: format!("{victim} {victim_comm} wrote to a pipe or socket nobody reads: {who}, and {how}"),
+    }
 }

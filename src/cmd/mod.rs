@@ -1,0 +1,31 @@
+//! One module per subcommand: each turns validated arguments into library
+//! calls and returns the exit status (docs/exit-codes.md).
+
+pub mod tree;
+pub mod who_killed;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+/// Success: something was shown, found, or every check passed.
+pub const OK: u8 = 0;
+/// Nothing matched, nothing was found, a finding or a check failed, or a
+/// wait timed out.
+pub const FAILED: u8 = 1;
+/// An error: bad arguments, an unknown pid, missing privileges.
+pub const ERROR: u8 = 2;
+
+/// Runs the command line.
+pub fn run(cli: &Cli) -> Result<u8, Error> {
+    match &cli.command {
+        None => tree::run(&cli.tree),
+        Some(Command::WhoKilled(args)) => who_killed::run(args),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`ptree | head`) is not an error.
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
