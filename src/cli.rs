@@ -53,6 +53,13 @@ pub enum Command {
     /// Watch processes and report who sends them signals, with a verdict.
     #[command(after_help = crate::cmd::who_killed::EXAMPLES)]
     WhoKilled(crate::cmd::who_killed::WhoKilledArgs),
+    /// Findings: the exec-maxBuffer pitfall, broken stdout, daemon hygiene,
+    /// missing or orphaned workers, zombies.
+    #[command(after_help = crate::cmd::doctor::EXAMPLES)]
+    Doctor(crate::cmd::doctor::DoctorArgs),
+    /// Assertions for CI smoke checks after a deploy.
+    #[command(after_help = crate::cmd::check::EXAMPLES)]
+    Check(crate::cmd::check::CheckArgs),
 }
 
 /// Arguments of the tree view.
@@ -132,4 +139,3 @@ impl TreeArgs {
         }
     }
 }
-

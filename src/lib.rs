@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod cmd;
 pub mod duration;
+pub mod diagnose;
 pub mod error;
 pub mod event;
 pub mod interrupt;

@@ -273,6 +273,10 @@ pub struct Process {
     pub signals: Option<SignalMasks>,
     pub exe: Option<PathBuf>,
     pub cwd: Option<PathBuf>,
+    /// Device of the file system holding the cwd, and of the process's
+    /// root: different means the cwd pins another mount.
+    pub cwd_dev: Option<u64>,
+    pub root_dev: Option<u64>,
     /// Fds 0-2, read only for the processes that are shown.
     pub fds: Option<StdFds>,
 }

@@ -93,6 +93,8 @@ pub fn egg_snapshot() -> Snapshot {
             signals: None,
             exe: Some(PathBuf::from("/usr/bin/node")),
             cwd: Some(PathBuf::from("/srv/egg-demo")),
+            cwd_dev: None,
+            root_dev: None,
             fds: Some(StdFds {
                 stdin: StdFd::new(FdTarget::Null, None),
                 stdout: out,

@@ -1,6 +1,8 @@
 //! One module per subcommand: each turns validated arguments into library
 //! calls and returns the exit status (docs/exit-codes.md).
 
+pub mod check;
+pub mod doctor;
 pub mod tree;
 pub mod who_killed;
 
@@ -20,6 +22,8 @@ pub fn run(cli: &Cli) -> Result<u8, Error> {
     match &cli.command {
         None => tree::run(&cli.tree),
         Some(Command::WhoKilled(args)) => who_killed::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::Check(args)) => check::run(args),
     }
 }
 

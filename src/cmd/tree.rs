@@ -45,4 +45,3 @@ pub fn run(cli: &TreeArgs) -> Result<u8, Error> {
     write_stdout(&text);
     Ok(if view.matched.is_empty() { FAILED } else { OK })
 }
-

@@ -21,10 +21,10 @@ use crate::model::{Argv, Pid, Snapshot};
 use crate::proc::{self, Details, peers};
 use crate::trace::ptrace::{PtraceWatcher, killed_invisibly};
 use crate::trace::tracefs::{self, TraceInstance, TraceOptions};
+use crate::watch::enrich;
 use crate::watch::record::{ExitRecord, Record, SignalRecord, VerdictRecord};
 use crate::watch::table::LiveTable;
 use crate::watch::verdict::{Context, verdicts};
-use crate::watch::enrich;
 
 pub const EXAMPLES: &str = "Examples:
   ptree who-killed 4711                      wait for 4711 to die and say who killed it
@@ -61,7 +61,12 @@ pub struct WhoKilledArgs {
     #[arg(long)]
     pub json: bool,
     /// Signals to report, comma-separated (TERM,KILL,USR1 or numbers).
-    #[arg(long, value_delimiter = ',', conflicts_with = "all", value_name = "LIST")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "all",
+        value_name = "LIST"
+    )]
     pub signals: Vec<String>,
     /// Report every signal.
     #[arg(long)]
@@ -121,13 +126,18 @@ fn signal_set(args: &WhoKilledArgs) -> Result<Vec<Signal>, Error> {
     args.signals
         .iter()
         .map(|s| {
-            Signal::parse(s).ok_or_else(|| Error::Usage(format!("unknown signal '{s}' in --signals")))
+            Signal::parse(s)
+                .ok_or_else(|| Error::Usage(format!("unknown signal '{s}' in --signals")))
         })
         .collect()
 }
 
 /// Ancestors watched for context: up to the supervisor, never PID 1.
-fn context_ancestors(snapshot: &Snapshot, targets: &[Pid], roles: &crate::analysis::roles::Roles) -> Vec<Pid> {
+fn context_ancestors(
+    snapshot: &Snapshot,
+    targets: &[Pid],
+    roles: &crate::analysis::roles::Roles,
+) -> Vec<Pid> {
     let target_set: HashSet<Pid> = targets.iter().copied().collect();
     let mut out = Vec::new();
     for &t in targets {
@@ -182,8 +192,14 @@ fn human(record: &Record, table: &mut LiveTable) -> String {
                 s.target.comm,
                 s.target.role,
                 s.code.name(),
-                serde_json::to_value(s.result).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-                serde_json::to_value(s.relation).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                serde_json::to_value(s.result)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                serde_json::to_value(s.relation)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
             )
         }
         Record::Exit(e) => {
@@ -195,14 +211,30 @@ fn human(record: &Record, table: &mut LiveTable) -> String {
                 ("exit", _, None) => "exited".to_string(),
                 _ => "exited".to_string(),
             };
-            format!("{} {:<8} {} {} [{}]: {how}", clock(e.time), "exit", e.pid, info.comm, info.role)
+            format!(
+                "{} {:<8} {} {} [{}]: {how}",
+                clock(e.time),
+                "exit",
+                e.pid,
+                info.comm,
+                info.role
+            )
         }
         Record::Verdict(v) => {
             let info = table.info(v.pid);
-            let kind = serde_json::to_value(v.kind).ok().and_then(|k| k.as_str().map(String::from)).unwrap_or_default();
-            let mut s = format!("\nverdict for {} {} [{}]: {kind}\n", v.pid, info.comm, info.role);
+            let kind = serde_json::to_value(v.kind)
+                .ok()
+                .and_then(|k| k.as_str().map(String::from))
+                .unwrap_or_default();
+            let mut s = format!(
+                "\nverdict for {} {} [{}]: {kind}\n",
+                v.pid, info.comm, info.role
+            );
             if let Some(r) = &v.root_cause {
-                s.push_str(&format!("  root cause: {} {} [{}]\n", r.pid, r.cmdline, r.role));
+                s.push_str(&format!(
+                    "  root cause: {} {} [{}]\n",
+                    r.pid, r.cmdline, r.role
+                ));
             }
             let chain: Vec<String> = v.chain.iter().map(|p| p.to_string()).collect();
             s.push_str(&format!("  chain:      {}\n", chain.join(" → ")));
@@ -216,8 +248,10 @@ fn read_oom_kills() -> u64 {
     std::fs::read_to_string("/proc/vmstat")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse().ok()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|v| v.trim().parse().ok())
+            })
         })
         .unwrap_or(0)
 }
@@ -235,7 +269,10 @@ fn choose_backend(
     };
     match via {
         ViaChoice::Tracefs => Ok((tracefs()?, "as asked".into())),
-        ViaChoice::Ptrace => Ok((Backend::Ptrace(PtraceWatcher::attach(attach)?), "as asked".into())),
+        ViaChoice::Ptrace => Ok((
+            Backend::Ptrace(PtraceWatcher::attach(attach)?),
+            "as asked".into(),
+        )),
         ViaChoice::Auto => match tracefs::probe().and_then(|_| tracefs()) {
             Ok(b) => Ok((b, "preferred: sees every sender, even of SIGKILL".into())),
             Err(e) => {
@@ -259,14 +296,26 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     let wanted_signals = signal_set(args)?;
     let mut snapshot = proc::read_snapshot()?;
     let targets: Vec<Pid> = if let Some(t) = &args.title {
-        let how = if args.exact { TitleMatch::Exact } else { TitleMatch::Prefix };
-        let m = matches(&snapshot, &Selection::Title { title: t.clone(), how })?;
+        let how = if args.exact {
+            TitleMatch::Exact
+        } else {
+            TitleMatch::Prefix
+        };
+        let m = matches(
+            &snapshot,
+            &Selection::Title {
+                title: t.clone(),
+                how,
+            },
+        )?;
         if m.is_empty() {
             return Err(Error::Usage(format!("no process matches --title {t}")));
         }
         m
     } else if args.pids.is_empty() {
-        return Err(Error::Usage("name the processes to watch: PID… or --title T".into()));
+        return Err(Error::Usage(
+            "name the processes to watch: PID… or --title T".into(),
+        ));
     } else {
         let pids: Vec<Pid> = args.pids.iter().map(|&p| Pid(p)).collect();
         matches(&snapshot, &Selection::Pids(pids))?
@@ -288,7 +337,12 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     let fd_peers = peers::resolve(&snapshot, &lineage);
     let mut readers: HashMap<Pid, Vec<Pid>> = HashMap::new();
     for &p in &lineage {
-        let mut r: Vec<Pid> = fd_peers.of(p, 1).iter().chain(fd_peers.of(p, 2)).map(|x| x.pid).collect();
+        let mut r: Vec<Pid> = fd_peers
+            .of(p, 1)
+            .iter()
+            .chain(fd_peers.of(p, 2))
+            .map(|x| x.pid)
+            .collect();
         r.sort();
         r.dedup();
         readers.insert(p, r);
@@ -315,7 +369,11 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         "ptree: watching {} process{} ({}) and {} ancestor{} via {} ({why})",
         victims.len(),
         if victims.len() == 1 { "" } else { "es" },
-        victims.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
+        victims
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         ancestors.len(),
         if ancestors.len() == 1 { "" } else { "s" },
         backend.name()
@@ -348,7 +406,13 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         let mut filter_changed = false;
         for ev in events {
             match &ev {
-                RawEvent::Fork { parent_tid, parent_pid, child_tid, child_pid, .. } => {
+                RawEvent::Fork {
+                    parent_tid,
+                    parent_pid,
+                    child_tid,
+                    child_pid,
+                    ..
+                } => {
                     let parent = parent_pid.unwrap_or_else(|| table.pid_of(*parent_tid));
                     table.apply(&ev, &mut |_| None);
                     let child = child_pid.unwrap_or(Pid(child_tid.0));
@@ -375,7 +439,9 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                     if raw.signal == Signal::CHLD && !wanted_signals.contains(&Signal::CHLD) {
                         // Sent in the exiting child's context: its code says
                         // CLD_EXITED (1), CLD_KILLED (2) or CLD_DUMPED (3).
-                        if let Some(child) = raw.sender_pid.or(raw.sender_tid.map(|t| table.pid_of(t))) {
+                        if let Some(child) =
+                            raw.sender_pid.or(raw.sender_tid.map(|t| table.pid_of(t)))
+                        {
                             if let SigCode::Other(c) = raw.code {
                                 child_status.insert(child, c);
                             }
@@ -395,15 +461,25 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                     printer.line(&Record::Signal(rec.clone()), &mut table);
                     signals.push(rec);
                 }
-                RawEvent::Exit { time, tid, pid, status, .. } => {
+                RawEvent::Exit {
+                    time,
+                    tid,
+                    pid,
+                    status,
+                    ..
+                } => {
                     let p = pid.unwrap_or_else(|| table.pid_of(*tid));
                     table.apply(&ev, &mut |_| None);
                     if killed_invisibly(&ev) {
                         invisible.insert(p);
                     }
-                    if victims.contains(&p) && !exited.contains(&p) && (status.is_some() || is_dead(p)) {
+                    if victims.contains(&p)
+                        && !exited.contains(&p)
+                        && (status.is_some() || is_dead(p))
+                    {
                         let st = status.or_else(|| inferred_status(p, &child_status, &signals));
-                        let rec = ExitRecord::with_how(*time, p, st, child_status.get(&p) == Some(&1));
+                        let rec =
+                            ExitRecord::with_how(*time, p, st, child_status.get(&p) == Some(&1));
                         exited.insert(p);
                         table.mark_exited(p, *time);
                         printer.line(&Record::Exit(rec.clone()), &mut table);
@@ -411,7 +487,9 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                     }
                 }
                 RawEvent::Lost { count, .. } => {
-                    eprintln!("ptree: warning: the kernel dropped {count} trace events; the report may miss some");
+                    eprintln!(
+                        "ptree: warning: the kernel dropped {count} trace events; the report may miss some"
+                    );
                 }
             }
         }
@@ -428,7 +506,8 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
             for &v in &victims {
                 if !exited.contains(&v) && is_dead(v) {
                     let st = inferred_status(v, &child_status, &signals);
-                    let rec = ExitRecord::with_how(Utc::now(), v, st, child_status.get(&v) == Some(&1));
+                    let rec =
+                        ExitRecord::with_how(Utc::now(), v, st, child_status.get(&v) == Some(&1));
                     exited.insert(v);
                     table.mark_exited(v, rec.time);
                     printer.line(&Record::Exit(rec.clone()), &mut table);
@@ -475,7 +554,11 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
 }
 
 /// How a process ended, from its SIGCHLD code and the signals it got.
-fn inferred_status(pid: Pid, child_status: &HashMap<Pid, i32>, signals: &[SignalRecord]) -> Option<ExitStatus> {
+fn inferred_status(
+    pid: Pid,
+    child_status: &HashMap<Pid, i32>,
+    signals: &[SignalRecord],
+) -> Option<ExitStatus> {
     let last_fatal = || {
         signals
             .iter()

@@ -88,7 +88,9 @@ impl LiveTable {
     }
 
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.entries.get(&pid).is_some_and(|e| e.exited_at.is_none())
+        self.entries
+            .get(&pid)
+            .is_some_and(|e| e.exited_at.is_none())
     }
 
     /// Applies a lifecycle event. `argv_of` is asked for a new program's
@@ -131,9 +133,13 @@ impl LiveTable {
                 self.roles_stale = true;
             }
             RawEvent::Exec {
-                pid, filename, comm, ..
+                pid,
+                filename,
+                comm,
+                ..
             } => {
-                let argv = argv_of(*pid).unwrap_or_else(|| Argv(vec![filename.as_bytes().to_vec()]));
+                let argv =
+                    argv_of(*pid).unwrap_or_else(|| Argv(vec![filename.as_bytes().to_vec()]));
                 let entry = self.entries.entry(*pid).or_insert_with(|| Entry {
                     process: blank(*pid),
                     exited_at: None,
@@ -183,7 +189,12 @@ impl LiveTable {
     fn refresh_roles(&mut self) {
         let mut snap = self.template.clone();
         let processes: Vec<Process> = self.entries.values().map(|e| e.process.clone()).collect();
-        snap = Snapshot::new(processes, snap.taken_at, snap.ticks_per_second, snap.reader_pid);
+        snap = Snapshot::new(
+            processes,
+            snap.taken_at,
+            snap.ticks_per_second,
+            snap.reader_pid,
+        );
         self.roles = classify(&snap).0;
         self.roles_stale = false;
     }
@@ -272,6 +283,8 @@ fn blank(pid: Pid) -> Process {
         signals: None,
         exe: None,
         cwd: None,
+        cwd_dev: None,
+        root_dev: None,
         fds: None,
     }
 }

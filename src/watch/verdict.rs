@@ -23,7 +23,14 @@ const FORWARD_WINDOW_MS: i64 = 10_000;
 
 /// Programs whose whole job is to send a signal: the real actor is whoever
 /// ran them.
-const KILL_COMMANDS: &[&str] = &["kill", "pkill", "killall", "skill", "timeout", "egg-scripts"];
+const KILL_COMMANDS: &[&str] = &[
+    "kill",
+    "pkill",
+    "killall",
+    "skill",
+    "timeout",
+    "egg-scripts",
+];
 
 /// Facts from outside the event stream.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +59,11 @@ fn last_signal_to<'a>(
     signals
         .iter()
         .filter(|s| s.target.pid == pid && s.time <= until && fatal(s.signal))
-        .filter(|s| s.sender.as_ref().is_none_or(|snd| !not_from.contains(&snd.pid)))
+        .filter(|s| {
+            s.sender
+                .as_ref()
+                .is_none_or(|snd| !not_from.contains(&snd.pid))
+        })
         .filter(|s| s.result != crate::event::Delivery::Ignored)
         .max_by_key(|s| s.time)
 }
@@ -66,9 +77,13 @@ fn is_kill_command(table: &LiveTable, pid: Pid) -> bool {
         return true;
     }
     let args = e.process.argv.lossy();
-    let first = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    let first = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
     first.is_some_and(|f| KILL_COMMANDS.contains(&f.as_str()) && f != "egg-scripts")
-        || args.windows(2).any(|w| w[0] == "stop" && w.iter().any(|a| a.contains("egg-scripts")))
+        || args
+            .windows(2)
+            .any(|w| w[0] == "stop" && w.iter().any(|a| a.contains("egg-scripts")))
 }
 
 /// The verdict for every watched process that exited.
@@ -96,16 +111,17 @@ fn verdict_for(
     table: &mut LiveTable,
     ctx: &Context,
 ) -> VerdictRecord {
-    let make = |kind, root: Option<Pid>, chain: Vec<Pid>, explanation: String, table: &mut LiveTable| {
-        VerdictRecord {
-            kind_tag: "verdict",
-            pid: victim,
-            kind,
-            root_cause: root.map(|p| table.info(p)),
-            chain,
-            explanation,
-        }
-    };
+    let make =
+        |kind, root: Option<Pid>, chain: Vec<Pid>, explanation: String, table: &mut LiveTable| {
+            VerdictRecord {
+                kind_tag: "verdict",
+                pid: victim,
+                kind,
+                root_cause: root.map(|p| table.info(p)),
+                chain,
+                explanation,
+            }
+        };
     let slack = exit.time + Duration::milliseconds(50);
     let mut lineage = vec![victim];
     lineage.extend(table.ancestors(victim));
@@ -132,7 +148,9 @@ fn verdict_for(
             return broken_pipe(victim, exit.time, &lineage, signals, table, ctx, true);
         }
         let how = match (exit.signal, exit.code, exit.how) {
-            (Some(s), _, _) => format!("died of {s} without a signal from another process being seen (a fault, or sent before watching began)"),
+            (Some(s), _, _) => format!(
+                "died of {s} without a signal from another process being seen (a fault, or sent before watching began)"
+            ),
             (None, Some(c), _) => format!("exited with status {c}; no signal was sent to it"),
             _ => "exited on its own; no signal was sent to it".to_string(),
         };
@@ -165,7 +183,10 @@ fn verdict_for(
             None => break,
         }
     }
-    let mut root = chain.first().copied().filter(|_| !kernel || chain.len() > 1);
+    let mut root = chain
+        .first()
+        .copied()
+        .filter(|_| !kernel || chain.len() > 1);
 
     // `kill`, `pkill`, `timeout`: the actor is whoever ran them.
     if let Some(r) = root
@@ -184,7 +205,10 @@ fn verdict_for(
             VerdictKind::OomKill,
             None,
             vec![victim],
-            format!("{victim_desc} was killed by the kernel's OOM killer (SIGKILL, SI_KERNEL; oom_kill counter rose by {})", ctx.oom_kills),
+            format!(
+                "{victim_desc} was killed by the kernel's OOM killer (SIGKILL, SI_KERNEL; oom_kill counter rose by {})",
+                ctx.oom_kills
+            ),
             table,
         );
     }
@@ -193,7 +217,9 @@ fn verdict_for(
             VerdictKind::TerminalHangup,
             None,
             vec![victim],
-            format!("{victim_desc} got SIGHUP from the kernel: its controlling terminal hung up (detach it: setsid, or start it as a daemon)"),
+            format!(
+                "{victim_desc} got SIGHUP from the kernel: its controlling terminal hung up (detach it: setsid, or start it as a daemon)"
+            ),
             table,
         );
     }
@@ -206,7 +232,10 @@ fn verdict_for(
             VerdictKind::Unknown,
             None,
             chain,
-            format!("{victim_desc} got {sig} from the kernel ({})", last.code.name()),
+            format!(
+                "{victim_desc} got {sig} from the kernel ({})",
+                last.code.name()
+            ),
             table,
         );
     };
@@ -242,7 +271,9 @@ fn verdict_for(
             VerdictKind::Supervisor,
             Some(root),
             chain,
-            format!("the supervisor {root_desc} stopped it with {sig} ({chain_desc}): a restart, reload, stop or a failed health check"),
+            format!(
+                "the supervisor {root_desc} stopped it with {sig} ({chain_desc}): a restart, reload, stop or a failed health check"
+            ),
             table,
         );
     }
@@ -251,7 +282,9 @@ fn verdict_for(
             VerdictKind::ParentForward,
             Some(root),
             chain,
-            format!("its ancestor {root_desc} sent {sig} down the tree ({chain_desc}) without having received one"),
+            format!(
+                "its ancestor {root_desc} sent {sig} down the tree ({chain_desc}) without having received one"
+            ),
             table,
         );
     }
@@ -324,7 +357,13 @@ fn broken_pipe(
         pid: victim,
         kind: VerdictKind::BrokenPipe,
         root_cause: Some(root_info),
-        chain: if root == victim { vec![victim] } else { vec![root, victim] },
-        explanation: format!("{victim} {victim_comm} wrote to a pipe or socket nobody reads: {who}, and {how}"),
+        chain: if root == victim {
+            vec![victim]
+        } else {
+            vec![root, victim]
+        },
+        explanation: format!(
+            "{victim} {victim_comm} wrote to a pipe or socket nobody reads: {who}, and {how}"
+        ),
     }
 }
