@@ -17,7 +17,7 @@ use crate::duration::parse_duration;
 use crate::error::Error;
 use crate::event::{ExitStatus, RawEvent, SigCode, Signal};
 use crate::interrupt;
-use crate::model::{Argv, Pid, Snapshot};
+use crate::model::{Argv, Pid, Snapshot, Tid};
 use crate::proc::{self, Details, peers};
 use crate::trace::ptrace::{PtraceWatcher, killed_invisibly};
 use crate::trace::tracefs::{self, TraceInstance, TraceOptions};
@@ -349,6 +349,11 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     }
 
     let mut table = LiveTable::new(snapshot.clone());
+    for &p in &lineage {
+        for tid in tids_of(p) {
+            table.map_thread(Tid(tid), p);
+        }
+    }
     let mut watched: HashSet<Pid> = lineage.iter().copied().collect();
     let mut victims: Vec<Pid> = targets.clone();
     let mut filter_tids: Vec<i32> = lineage.iter().flat_map(|&p| tids_of(p)).collect();
@@ -358,11 +363,24 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     if !kernel_signals.contains(&Signal::CHLD) {
         kernel_signals.push(Signal::CHLD);
     }
-    let attach: Vec<Pid> = lineage
-        .iter()
-        .copied()
-        .filter(|p| roles.of(*p) != Role::Supervisor)
-        .collect();
+    // ptrace follows every fork of what it seizes: seize the targets and
+    // only those ancestors that belong to the service (wrapper, shell,
+    // launcher, master), never a supervisor, a shell session or PID 1.
+    let mut attach: Vec<Pid> = targets.clone();
+    for &t in &targets {
+        for a in snapshot.ancestors(t) {
+            let service = matches!(
+                roles.of(a.pid),
+                Role::Wrapper | Role::Shell | Role::Launcher | Role::Master | Role::Agent | Role::Worker
+            );
+            if !service {
+                break;
+            }
+            if !attach.contains(&a.pid) {
+                attach.push(a.pid);
+            }
+        }
+    }
     let (mut backend, why) = choose_backend(args.via, &filter_tids, &kernel_signals, &attach)?;
     let oom_before = read_oom_kills();
     eprintln!(
@@ -416,14 +434,17 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                     let parent = parent_pid.unwrap_or_else(|| table.pid_of(*parent_tid));
                     table.apply(&ev, &mut |_| None);
                     let child = child_pid.unwrap_or(Pid(child_tid.0));
-                    if watched.contains(&parent) {
+                    let new_thread = child == parent;
+                    // Threads of anything watched, and children of the
+                    // processes asked about (not of their ancestors).
+                    if (new_thread && watched.contains(&parent))
+                        || (!new_thread && victims.contains(&parent) && !watched.contains(&child))
+                    {
                         filter_tids.push(child_tid.0);
                         filter_changed = true;
-                        if child != parent && !watched.contains(&child) {
+                        if !new_thread {
                             watched.insert(child);
-                            if victims.contains(&parent) {
-                                victims.push(child);
-                            }
+                            victims.push(child);
                         }
                     }
                 }
@@ -454,6 +475,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                     if let Some(sender) = raw.sender_pid.filter(|p| p.0 > 0) {
                         learn(&mut table, sender);
                     }
+                    map_unknown_thread(&mut table, raw.target_tid);
                     let rec = enrich(raw, &mut table);
                     if !watched.contains(&rec.target.pid) {
                         continue;
@@ -591,5 +613,23 @@ fn learn(table: &mut LiveTable, pid: Pid) {
             break;
         }
         cur = parent;
+    }
+}
+
+/// Maps a thread the table has not seen to its process through
+/// `/proc/TID/status` (threads started before the watch began).
+fn map_unknown_thread(table: &mut LiveTable, tid: Tid) {
+    if table.get(Pid(tid.0)).is_some() || table.pid_of(tid) != Pid(tid.0) {
+        return;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", tid.0)) else {
+        return;
+    };
+    if let Some(tgid) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+    {
+        table.map_thread(tid, Pid(tgid));
     }
 }
