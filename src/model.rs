@@ -399,9 +399,17 @@ pub struct Peer {
 pub struct Peers {
     /// Keyed by (pid, fd number 1 or 2).
     pub by_fd: HashMap<(Pid, u8), Vec<Peer>>,
+    /// Fds whose other end was not found while some processes' fds could
+    /// not be read: "no reader" would be a guess.
+    pub unknown: std::collections::HashSet<(Pid, u8)>,
 }
 
 impl Peers {
+    /// Whether the absence of peers for this fd is certain.
+    pub fn is_unknown(&self, pid: Pid, fd: u8) -> bool {
+        self.unknown.contains(&(pid, fd))
+    }
+
     pub fn of(&self, pid: Pid, fd: u8) -> &[Peer] {
         self.by_fd.get(&(pid, fd)).map_or(&[], Vec::as_slice)
     }

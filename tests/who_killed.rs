@@ -114,7 +114,10 @@ fn a_kill_command_is_attributed_to_whoever_ran_it() {
         let (code, lines) = watch.finish();
         assert_eq!(code, 0, "{via}: {lines:?}");
         let sig = of_type(&lines, "signal");
-        let s = sig.iter().find(|s| s["target"]["pid"] == target).expect("the signal");
+        let s = sig
+            .iter()
+            .find(|s| s["target"]["pid"] == target)
+            .expect("the signal");
         assert_eq!(s["signal"], "SIGTERM");
         assert_eq!(s["signo"], 15);
         assert_eq!(s["code"], "SI_USER");
@@ -133,7 +136,10 @@ fn a_kill_command_is_attributed_to_whoever_ran_it() {
         } else {
             assert!(*root == std::process::id() || *root == killer, "{}", v[0]);
         }
-        assert_eq!(v[0]["chain"].as_array().unwrap().last().unwrap(), &Value::from(target));
+        assert_eq!(
+            v[0]["chain"].as_array().unwrap().last().unwrap(),
+            &Value::from(target)
+        );
     }
 }
 
@@ -207,7 +213,10 @@ fn sigkill_sender_seen_by_tracefs_and_limit_said_by_ptrace() {
         } else {
             assert!(of_type(&lines, "signal").is_empty());
             assert!(
-                v["explanation"].as_str().unwrap().contains("invisible to ptrace"),
+                v["explanation"]
+                    .as_str()
+                    .unwrap()
+                    .contains("invisible to ptrace"),
                 "{v}"
             );
         }
@@ -231,7 +240,11 @@ fn an_ignored_signal_is_reported_as_ignored() {
         .expect("the signal");
     assert_eq!(s["result"], "ignored");
     // Its `sleep` children come and go; the target itself gets no verdict.
-    assert!(of_type(&lines, "verdict").iter().all(|v| v["pid"] != target));
+    assert!(
+        of_type(&lines, "verdict")
+            .iter()
+            .all(|v| v["pid"] != target)
+    );
 }
 
 #[test]
@@ -298,7 +311,10 @@ fn thread_directed_and_queued_signals() {
         if via == "ptrace" {
             assert_eq!(q["value"], 42, "{q}");
         }
-        let term = sigs.iter().find(|s| s["signal"] == "SIGTERM").expect("pidfd signal");
+        let term = sigs
+            .iter()
+            .find(|s| s["signal"] == "SIGTERM")
+            .expect("pidfd signal");
         assert_eq!(term["sender"]["pid"], me);
         assert_eq!(of_type(&lines, "verdict")[0]["root_cause"]["pid"], me);
     }
@@ -332,7 +348,10 @@ fn a_forwarded_chain_leads_to_its_origin() {
         .expect("a worker's verdict");
     let chain = worker_verdict["chain"].as_array().unwrap();
     assert_eq!(worker_verdict["root_cause"]["pid"], std::process::id());
-    assert!(chain.contains(&launcher) && chain.contains(&master), "{worker_verdict}");
+    assert!(
+        chain.contains(&launcher) && chain.contains(&master),
+        "{worker_verdict}"
+    );
     let (l, m) = (
         chain.iter().position(|p| *p == launcher).unwrap(),
         chain.iter().position(|p| *p == master).unwrap(),
@@ -365,7 +384,9 @@ fn title_follows_children_forked_after_the_start() {
     let (code, lines) = watch.finish();
     assert_eq!(code, 0, "{lines:?}");
     assert!(
-        of_type(&lines, "signal").iter().any(|s| s["target"]["pid"] == child),
+        of_type(&lines, "signal")
+            .iter()
+            .any(|s| s["target"]["pid"] == child),
         "{lines:?}"
     );
     assert!(of_type(&lines, "verdict").iter().any(|v| v["pid"] == child));
@@ -389,7 +410,10 @@ fn a_sigkilled_watcher_leaves_the_target_running_and_is_cleaned_up_next_time() {
         std::thread::sleep(Duration::from_millis(200));
         let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).unwrap();
         let state = stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap();
-        assert!(state != 't' && state != 'T', "{via}: target left stopped: {stat}");
+        assert!(
+            state != 't' && state != 'T',
+            "{via}: target left stopped: {stat}"
+        );
         if via == "tracefs" {
             let leftover = format!("/sys/kernel/tracing/instances/ptree-{watcher}");
             // The next run reaps the instance of the dead watcher.

@@ -94,6 +94,23 @@ pub fn shown(view: &View) -> Vec<Pid> {
     rows(&view.forest).iter().map(|r| r.node.pid).collect()
 }
 
+/// The processes findings are about: the matches and their subtrees (the
+/// ancestors shown for context are not examined).
+pub fn examined(view: &View) -> Vec<Pid> {
+    let children = view.snapshot.children_map();
+    let mut set: HashSet<Pid> = HashSet::new();
+    let mut stack: Vec<Pid> = view.matched.clone();
+    while let Some(p) = stack.pop() {
+        if set.insert(p) {
+            stack.extend(children.get(&p).into_iter().flatten());
+        }
+    }
+    shown(view)
+        .into_iter()
+        .filter(|p| set.contains(p))
+        .collect()
+}
+
 /// `node --version` of the binary a process runs, by executing that very
 /// binary through `/proc/PID/exe` (no PATH lookup, no guessing).
 fn node_version(pid: Pid) -> Option<String> {
@@ -136,7 +153,7 @@ fn fds_on(view: &View, pid: Pid, inode: u64) -> Vec<u32> {
 
 /// Runs the analysis, sampling rates and CPU when asked.
 pub fn findings(view: &View, sample: Duration) -> Vec<Finding> {
-    let shown = shown(view);
+    let shown = examined(view);
     let mut measured = Measurements::default();
     // Versions of every Node reader of a shown output.
     let mut readers: HashSet<Pid> = HashSet::new();

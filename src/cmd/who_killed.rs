@@ -371,7 +371,12 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         for a in snapshot.ancestors(t) {
             let service = matches!(
                 roles.of(a.pid),
-                Role::Wrapper | Role::Shell | Role::Launcher | Role::Master | Role::Agent | Role::Worker
+                Role::Wrapper
+                    | Role::Shell
+                    | Role::Launcher
+                    | Role::Master
+                    | Role::Agent
+                    | Role::Worker
             );
             if !service {
                 break;

@@ -37,6 +37,8 @@ pub fn default_max_buffer(version: Option<&str>) -> u64 {
 #[derive(Debug, Default)]
 struct Channel {
     kind: &'static str,
+    /// The other end could not be looked for everywhere.
+    unknown: bool,
     /// Writer pid → its fds (1, 2) on this channel.
     writers: BTreeMap<Pid, Vec<u8>>,
     readers: Vec<Pid>,
@@ -61,6 +63,7 @@ fn channels(input: &Input<'_>) -> BTreeMap<u64, Channel> {
             let ch = out.entry(inode).or_default();
             ch.kind = kind;
             ch.writers.entry(pid).or_default().push(n);
+            ch.unknown |= input.peers.is_unknown(pid, n);
             for peer in input.peers.of(pid, n) {
                 if !ch.readers.contains(&peer.pid) && !ch.writers.contains_key(&peer.pid) {
                     ch.readers.push(peer.pid);
@@ -241,7 +244,7 @@ fn finding(input: &Input<'_>, reader: Pid, collected: &[Collected]) -> Finding {
 pub fn broken_stdout(input: &Input<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for (inode, ch) in channels(input) {
-        if !ch.readers.is_empty() || ch.writers.is_empty() {
+        if !ch.readers.is_empty() || ch.writers.is_empty() || ch.unknown {
             continue;
         }
         let writers: Vec<Pid> = ch.writers.keys().copied().collect();

@@ -40,7 +40,16 @@ pub fn scan_holders(
     let found = in_parallel(&pids, |chunk| {
         let mut found = Vec::new();
         for &pid in chunk {
-            scan_one(pid, wanted, &mut found);
+            if !scan_one(pid, wanted, &mut found) {
+                found.push((
+                    0,
+                    Holder {
+                        pid,
+                        fd: u32::MAX,
+                        mode: None,
+                    },
+                ));
+            }
         }
         found
     });
@@ -49,10 +58,20 @@ pub fn scan_holders(
     }
 }
 
-fn scan_one(pid: Pid, wanted: &HashSet<u64>, found: &mut Vec<(u64, Holder)>) {
+/// Processes whose fds could not be read in a scan (recorded under inode
+/// 0 by [`scan_holders`]).
+fn blind(holders: &HashMap<u64, Vec<Holder>>) -> bool {
+    holders.get(&0).is_some_and(|v| !v.is_empty())
+}
+
+/// Scans one process's fds; false when they exist but cannot be read.
+fn scan_one(pid: Pid, wanted: &HashSet<u64>, found: &mut Vec<(u64, Holder)>) -> bool {
     let dir = format!("/proc/{}/fd", pid.0);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return; // exited, or not ours to read
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        // Exited meanwhile: nothing held, nothing hidden.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(_) => return false,
     };
     for entry in entries.filter_map(Result::ok) {
         let Some(fd) = std::str::from_utf8(entry.file_name().as_bytes())
@@ -74,6 +93,7 @@ fn scan_one(pid: Pid, wanted: &HashSet<u64>, found: &mut Vec<(u64, Holder)>) {
             found.push((inode, Holder { pid, fd, mode }));
         }
     }
+    true
 }
 
 /// What one stdout/stderr needs resolved.
@@ -209,6 +229,7 @@ pub fn resolve(snapshot: &Snapshot, shown: &[Pid]) -> Peers {
             .unwrap_or_default()
     };
     let mut peers = Peers::default();
+    let blind = blind(&holders);
     for (key, want) in wants {
         let mut list: Vec<Peer> = match want {
             Want::Pipe { inode, mode } => holders
@@ -234,6 +255,9 @@ pub fn resolve(snapshot: &Snapshot, shown: &[Pid]) -> Peers {
         };
         list.sort_by_key(|p| p.pid);
         list.dedup_by_key(|p| p.pid);
+        if list.is_empty() && blind {
+            peers.unknown.insert(key);
+        }
         peers.by_fd.insert(key, list);
     }
     peers

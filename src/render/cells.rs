@@ -35,11 +35,12 @@ pub fn cpu_time(p: &Process, ticks_per_second: u64) -> String {
 
 /// Where an fd goes, in a few words: `tty`, `null`, `file:/x.log`,
 /// `pipe→4711 node`, `socket→4711 node`.
-pub fn fd_cell(fd: Option<&StdFd>, peers: &[Peer]) -> String {
+pub fn fd_cell(fd: Option<&StdFd>, peers: &[Peer], unknown: bool) -> String {
     let Some(fd) = fd else {
         return "-".to_string();
     };
     let peer_text = || match peers {
+        [] if unknown => "?".to_string(),
         [] => "(none)".to_string(),
         [one] => format!("{} {}", one.pid, one.comm),
         [one, rest @ ..] => format!("{} {} +{}", one.pid, one.comm, rest.len()),

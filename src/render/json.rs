@@ -24,6 +24,9 @@ pub struct FdJson {
     pub kind: &'static str,
     pub target: String,
     pub peers: Vec<Peer>,
+    /// True when `peers` is empty only because some processes' fds could
+    /// not be read: the reader may exist, unseen.
+    pub peers_unknown: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +68,7 @@ fn node(view: &View, n: &TreeNode) -> Option<Node> {
             kind,
             target,
             peers: view.peers.of(p.pid, num).to_vec(),
+            peers_unknown: view.peers.is_unknown(p.pid, num),
         }
     };
     Some(Node {

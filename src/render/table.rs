@@ -42,8 +42,16 @@ pub fn render(view: &View) -> String {
             (String::new(), String::new())
         } else {
             (
-                fd_cell(fds.map(|f| &f.stdout), view.peers.of(p.pid, 1)),
-                fd_cell(fds.map(|f| &f.stderr), view.peers.of(p.pid, 2)),
+                fd_cell(
+                    fds.map(|f| &f.stdout),
+                    view.peers.of(p.pid, 1),
+                    view.peers.is_unknown(p.pid, 1),
+                ),
+                fd_cell(
+                    fds.map(|f| &f.stderr),
+                    view.peers.of(p.pid, 2),
+                    view.peers.is_unknown(p.pid, 2),
+                ),
             )
         };
         table.add_row(vec![

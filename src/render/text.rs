@@ -65,7 +65,11 @@ pub fn render(view: &View, opts: TextOptions) -> String {
                 };
                 let fd = match p {
                     Some(p) if p.is_kernel_thread() => String::new(),
-                    Some(p) => fd_cell(p.fds.as_ref().map(|f| &f.stdout), view.peers.of(pid, 1)),
+                    Some(p) => fd_cell(
+                        p.fds.as_ref().map(|f| &f.stdout),
+                        view.peers.of(pid, 1),
+                        view.peers.is_unknown(pid, 1),
+                    ),
                     None => String::new(),
                 };
                 (role, fd)

@@ -17,6 +17,8 @@ use nix::unistd::Pid as NixPid;
 #[derive(Default)]
 pub struct Tree {
     children: Vec<Child>,
+    /// Processes that left the tree (daemons) but are this test's to end.
+    adopted: Vec<i32>,
 }
 
 impl Tree {
@@ -44,6 +46,11 @@ impl Tree {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
+    }
+
+    /// Ends `pid` with the tree, even though it left the process group.
+    pub fn adopt(&mut self, pid: i32) {
+        self.adopted.push(pid);
     }
 
     /// The mutable child, e.g. to read its piped stdout.
@@ -98,7 +105,10 @@ pub fn descendants_of(roots: &HashSet<i32>) -> Vec<i32> {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        let stray = self.descendants();
+        let mut stray = self.descendants();
+        let adopted: HashSet<i32> = self.adopted.iter().copied().collect();
+        stray.extend(descendants_of(&adopted));
+        stray.extend(&self.adopted);
         for c in &self.children {
             let _ = killpg(NixPid::from_raw(c.id() as i32), Signal::SIGKILL);
         }
