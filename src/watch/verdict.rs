@@ -157,6 +157,19 @@ fn verdict_for(
         return make(VerdictKind::Unknown, None, vec![victim], how, table);
     };
 
+    // A process that re-raises a signal at itself after cleaning up (Node's
+    // default SIGINT/SIGTERM behaviour, `raise()` in a handler) passes on
+    // what it received: look at that one instead.
+    let mut last = last;
+    if last.signal != Signal::PIPE
+        && last.sender.as_ref().is_some_and(|s| s.pid == victim)
+        && let Some(earlier) = last_signal_to(signals, victim, last.time, &HashSet::from([victim]))
+            .filter(|e| e.signal == last.signal)
+            .filter(|e| e.time >= last.time - Duration::milliseconds(FORWARD_WINDOW_MS))
+    {
+        last = earlier;
+    }
+
     // Walk back through forwarders.
     let mut chain = vec![victim];
     let mut cur = last;
@@ -365,5 +378,98 @@ fn broken_pipe(
         explanation: format!(
             "{victim} {victim_comm} wrote to a pipe or socket nobody reads: {who}, and {how}"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fixture::egg_snapshot;
+    use crate::event::RawEvent;
+    use crate::trace::tracefs_parse::{ClockOffset, TraceClock, parse_event};
+    use crate::watch::enrich;
+    use crate::watch::record::ExitRecord;
+
+    const TRACE: &str = include_str!("../../tests/fixtures/egg-exec-node14/trace.signals.txt");
+
+    /// Replays the recorded incident: the wrapper's SIGTERM to npx, npx's
+    /// to the master, the master's to the agent and workers.
+    fn replay() -> (Vec<SignalRecord>, Vec<ExitRecord>, LiveTable) {
+        let clock = ClockOffset::from_readings(TraceClock::Boot, 1_700_000_000_000_000_000, 0);
+        let mut table = LiveTable::new(egg_snapshot());
+        let mut signals = Vec::new();
+        let mut exits = Vec::new();
+        for line in TRACE.lines() {
+            let Some(ev) = parse_event(line, &clock) else {
+                continue;
+            };
+            match &ev {
+                RawEvent::Signal(raw) => signals.push(enrich(raw, &mut table)),
+                RawEvent::Exit {
+                    time,
+                    pid: Some(pid),
+                    ..
+                } => {
+                    if !exits.iter().any(|e: &ExitRecord| e.pid == *pid) {
+                        exits.push(ExitRecord::new(*time, *pid, None));
+                    }
+                }
+                _ => {}
+            }
+            table.apply(&ev, &mut |_| None);
+        }
+        (signals, exits, table)
+    }
+
+    fn incident_context() -> Context {
+        let mut readers = HashMap::new();
+        for pid in [20517, 20537, 20553, 20567, 20568] {
+            readers.insert(Pid(pid), vec![Pid(20501)]);
+        }
+        readers.insert(Pid(20501), vec![Pid(20490)]);
+        Context {
+            readers,
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn the_recorded_incident_names_the_wrapper() {
+        let (signals, exits, mut table) = replay();
+        assert!(signals.len() >= 5, "{signals:#?}");
+        let victims = [Pid(20537), Pid(20553), Pid(20567), Pid(20568), Pid(20517)];
+        let found = verdicts(&signals, &exits, &victims, &mut table, &incident_context());
+        assert_eq!(found.len(), 5, "{found:#?}");
+        for v in &found {
+            assert_eq!(v.kind, VerdictKind::ExecMaxbuffer, "{v:#?}");
+            assert_eq!(v.root_cause.as_ref().unwrap().pid, Pid(20501));
+            assert_eq!(v.root_cause.as_ref().unwrap().role, Role::Wrapper);
+        }
+        let worker = found.iter().find(|v| v.pid == Pid(20567)).unwrap();
+        assert_eq!(
+            worker.chain,
+            vec![Pid(20501), Pid(20517), Pid(20537), Pid(20567)]
+        );
+        assert!(worker.explanation.contains("maxBuffer"));
+    }
+
+    #[test]
+    fn the_supervisor_teardown_is_a_supervisor_verdict() {
+        // In the same recording PM2 later sends SIGINT to the wrapper.
+        let (signals, _, mut table) = replay();
+        let sigint = signals
+            .iter()
+            .find(|s| s.signal == Signal::INT && s.target.pid == Pid(20501))
+            .expect("PM2's SIGINT");
+        let exit = ExitRecord::new(sigint.time, Pid(20501), None);
+        let found = verdicts(
+            &signals,
+            &[exit],
+            &[Pid(20501)],
+            &mut table,
+            &incident_context(),
+        );
+        assert_eq!(found[0].kind, VerdictKind::Supervisor, "{:#?}", found[0]);
+        assert_eq!(found[0].root_cause.as_ref().unwrap().pid, Pid(20490));
     }
 }
