@@ -54,9 +54,11 @@ fn measure(program: &str, args: &[&str]) -> (Duration, i64) {
         .spawn()
         .expect("spawn measured command");
     let mut status = 0;
-    // SAFETY: wait4 on our own child with valid out-pointers.
+    // SAFETY: wait4 on our own child with valid out-pointers. It reaps the
+    // child; `std::mem::forget` keeps `Child` from touching it again.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
     (start.elapsed(), usage.ru_maxrss)
 }
 

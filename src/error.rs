@@ -20,6 +20,20 @@ pub enum Error {
     Proc { what: String, message: String },
     #[error("{0}")]
     Usage(String),
+    /// tracefs missing, not permitted, or refusing a setting.
+    #[error("tracefs: {what}: {message}")]
+    Tracefs {
+        what: String,
+        message: String,
+        hint: Option<&'static str>,
+    },
+    /// ptrace refused to attach to a process, or failed on it.
+    #[error("ptrace {pid}: {message}")]
+    Ptrace {
+        pid: Pid,
+        message: String,
+        hint: Option<&'static str>,
+    },
 }
 
 impl Error {
@@ -37,6 +51,8 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("run as root or with the capability the operation names")
             }
+            Error::Tracefs { hint, .. } => *hint,
+            Error::Ptrace { hint, .. } => *hint,
             _ => None,
         }
     }

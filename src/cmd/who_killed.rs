@@ -428,6 +428,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         };
         let mut filter_changed = false;
         for ev in events {
+            let ev = with_child_tgid(ev);
             match &ev {
                 RawEvent::Fork {
                     parent_tid,
@@ -467,10 +468,9 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
                         // CLD_EXITED (1), CLD_KILLED (2) or CLD_DUMPED (3).
                         if let Some(child) =
                             raw.sender_pid.or(raw.sender_tid.map(|t| table.pid_of(t)))
+                            && let SigCode::Other(c) = raw.code
                         {
-                            if let SigCode::Other(c) = raw.code {
-                                child_status.insert(child, c);
-                            }
+                            child_status.insert(child, c);
                         }
                         continue;
                     }
@@ -636,5 +636,40 @@ fn map_unknown_thread(table: &mut LiveTable, tid: Tid) {
         .and_then(|v| v.trim().parse::<i32>().ok())
     {
         table.map_thread(tid, Pid(tgid));
+    }
+}
+
+/// tracefs's fork event does not say whether the child is a thread or a
+/// process: ask `/proc/CHILD/status` (threads are reachable there too)
+/// while the child still exists; a child already gone is taken as a
+/// process, which is what short-lived children are.
+fn with_child_tgid(ev: RawEvent) -> RawEvent {
+    match ev {
+        RawEvent::Fork {
+            time,
+            parent_tid,
+            parent_pid,
+            child_tid,
+            child_pid: None,
+            comm,
+        } => {
+            let tgid = std::fs::read_to_string(format!("/proc/{}/status", child_tid.0))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Tgid:"))
+                        .and_then(|v| v.trim().parse::<i32>().ok())
+                })
+                .map(Pid);
+            RawEvent::Fork {
+                time,
+                parent_tid,
+                parent_pid,
+                child_tid,
+                child_pid: tgid.or(Some(Pid(child_tid.0))),
+                comm,
+            }
+        }
+        other => other,
     }
 }

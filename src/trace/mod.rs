@@ -2,5 +2,6 @@
 //! kernel's signal and sched tracepoints) and ptrace.
 
 pub mod ptrace;
+pub mod rate;
 pub mod tracefs;
 pub mod tracefs_parse;

@@ -156,10 +156,10 @@ impl LiveTable {
                 let pid = pid.unwrap_or_else(|| self.pid_of(*tid));
                 // Only the thread-group leader's exit (or the last thread's,
                 // which sources report with the group's pid) ends a process.
-                if Pid(tid.0) == pid || self.threads.get(tid).is_none() {
-                    if let Some(e) = self.entries.get_mut(&pid) {
-                        e.exited_at.get_or_insert(*time);
-                    }
+                if (Pid(tid.0) == pid || !self.threads.contains_key(tid))
+                    && let Some(e) = self.entries.get_mut(&pid)
+                {
+                    e.exited_at.get_or_insert(*time);
                 }
             }
             RawEvent::Signal(_) | RawEvent::Lost { .. } => {}

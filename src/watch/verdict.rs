@@ -409,10 +409,8 @@ mod tests {
                     time,
                     pid: Some(pid),
                     ..
-                } => {
-                    if !exits.iter().any(|e: &ExitRecord| e.pid == *pid) {
-                        exits.push(ExitRecord::new(*time, *pid, None));
-                    }
+                } if !exits.iter().any(|e: &ExitRecord| e.pid == *pid) => {
+                    exits.push(ExitRecord::new(*time, *pid, None));
                 }
                 _ => {}
             }
