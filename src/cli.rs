@@ -60,6 +60,15 @@ pub enum Command {
     /// Assertions for CI smoke checks after a deploy.
     #[command(after_help = crate::cmd::check::EXAMPLES)]
     Check(crate::cmd::check::CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  ptree completions bash > /etc/bash_completion.d/ptree")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(after_help = "Example:\n  ptree man > /usr/local/share/man/man1/ptree.1")]
+    Man,
 }
 
 /// Arguments of the tree view.

@@ -24,6 +24,20 @@ pub fn run(cli: &Cli) -> Result<u8, Error> {
         Some(Command::WhoKilled(args)) => who_killed::run(args),
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::Check(args)) => check::run(args),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "ptree", &mut std::io::stdout());
+            Ok(OK)
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Error::io("stdout", e))?;
+            write_stdout(&String::from_utf8_lossy(&out));
+            Ok(OK)
+        }
     }
 }
 
