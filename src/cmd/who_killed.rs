@@ -33,15 +33,16 @@ pub const EXAMPLES: &str = "Examples:
   ptree who-killed 4711 --signals TERM,KILL  only these signals";
 
 /// Which mechanism observes signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum ViaChoice {
     /// tracefs when usable, else ptrace.
+    #[default]
     Auto,
     Tracefs,
     Ptrace,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct WhoKilledArgs {
     /// Processes to watch.
     pub pids: Vec<i32>,
@@ -157,18 +158,58 @@ fn context_ancestors(
     out
 }
 
-struct Printer {
+/// Writes records; in human mode a run of identical signals (a Node
+/// process raising SIGPIPE at itself thousands of times) is shown once
+/// with a count. JSON keeps every record.
+pub(crate) struct Printer {
     json: bool,
+    /// (sender, target, signal, result) of the last signal printed, and
+    /// how many identical ones followed it unprinted.
+    repeat: Option<((Option<Pid>, Pid, i32, crate::event::Delivery), u64)>,
 }
 
 impl Printer {
-    fn line(&self, record: &Record, table: &mut LiveTable) {
-        let text = if self.json {
-            record.to_json_line()
+    pub(crate) fn new(json: bool) -> Printer {
+        Printer { json, repeat: None }
+    }
+
+    pub(crate) fn line(&mut self, record: &Record, table: &mut LiveTable) {
+        if self.json {
+            crate::cmd::write_stdout(&format!("{}\n", record.to_json_line()));
+            return;
+        }
+        if let Record::Signal(s) = record {
+            let key = (
+                s.sender.as_ref().map(|x| x.pid),
+                s.target.pid,
+                s.signal.0,
+                s.result,
+            );
+            if let Some((last, count)) = &mut self.repeat
+                && *last == key
+            {
+                *count += 1;
+                return;
+            }
+            self.flush();
+            self.repeat = Some((key, 0));
         } else {
-            human(record, table)
-        };
-        crate::cmd::write_stdout(&format!("{text}\n"));
+            self.flush();
+        }
+        crate::cmd::write_stdout(&format!("{}\n", human(record, table)));
+    }
+
+    /// Prints the count of a pending run of repeats.
+    pub(crate) fn flush(&mut self) {
+        if let Some((_, count)) = self.repeat.take()
+            && count > 0
+        {
+            crate::cmd::write_stdout(&format!(
+                "{:>15} … the same signal {count} more time{}\n",
+                "",
+                if count == 1 { "" } else { "s" }
+            ));
+        }
     }
 }
 
@@ -402,7 +443,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         backend.name()
     );
 
-    let printer = Printer { json: args.json };
+    let mut printer = Printer::new(args.json);
     let status_line = std::io::stderr().is_terminal() && !args.json;
     let started = Instant::now();
     let mut signals: Vec<SignalRecord> = Vec::new();
@@ -567,6 +608,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         invisible_kills: invisible,
     };
     let found: Vec<VerdictRecord> = verdicts(&signals, &exits, &victims, &mut table, &ctx);
+    printer.flush();
     for v in found {
         printer.line(&Record::Verdict(v), &mut table);
     }

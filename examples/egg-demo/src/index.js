@@ -13,7 +13,13 @@ const mode = process.env.DEMO_START || 'exec';
 
 if (mode === 'exec') {
   const cmd = [JSON.stringify(process.execPath), JSON.stringify(launcher), ...args].join(' ');
-  cp.exec(cmd, { cwd: path.join(__dirname, '..') }, (err) => {
+  // DEMO_SHELL=/bin/bash reproduces the historical chain: bash execs the
+  // last command of `-c`, so exec()'s SIGTERM reaches the launcher, which
+  // forwards it to the master. Debian's dash does not exec: the SIGTERM
+  // kills only the shell and orphans the tree.
+  const options = { cwd: path.join(__dirname, '..') };
+  if (process.env.DEMO_SHELL) options.shell = process.env.DEMO_SHELL;
+  cp.exec(cmd, options, (err) => {
     console.log('[wrapper] exec finished:', err ? err.message : 'ok');
   });
 } else if (mode === 'spawn') {
