@@ -158,6 +158,9 @@ fn context_ancestors(
     out
 }
 
+/// What makes two signal records "the same" for the human view.
+type SignalKey = (Option<Pid>, Pid, i32, crate::event::Delivery);
+
 /// Writes records; in human mode a run of identical signals (a Node
 /// process raising SIGPIPE at itself thousands of times) is shown once
 /// with a count. JSON keeps every record.
@@ -165,7 +168,7 @@ pub(crate) struct Printer {
     json: bool,
     /// (sender, target, signal, result) of the last signal printed, and
     /// how many identical ones followed it unprinted.
-    repeat: Option<((Option<Pid>, Pid, i32, crate::event::Delivery), u64)>,
+    repeat: Option<(SignalKey, u64)>,
 }
 
 impl Printer {
