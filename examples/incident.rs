@@ -133,14 +133,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ptree who-killed --title {TITLE} --exact --timeout 60s   # waits for the kill"
     ));
     let watch = WhoKilledArgs {
-        pids: Vec::new(),
         title: Some(TITLE.into()),
         exact: true,
         via: ViaChoice::Auto,
         timeout: Some(Duration::from_secs(60)),
-        json: false,
-        signals: Vec::new(),
-        all: false,
         ..WhoKilledArgs::default()
     };
     let status = ptree::cmd::who_killed::run(&watch)?;
