@@ -6,9 +6,7 @@ use std::io::IsTerminal;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::analysis::select::Selection;
-use crate::analysis::title::TitleMatch;
 use crate::error::Error;
-use crate::model::Pid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -101,40 +99,12 @@ pub struct TreeArgs {
 
 impl TreeArgs {
     pub fn selection(&self) -> Result<Selection, Error> {
-        let given = [
-            self.pattern.is_some(),
-            !self.pids.is_empty(),
-            self.title.is_some(),
-        ]
-        .iter()
-        .filter(|&&b| b)
-        .count();
-        if given > 1 {
-            return Err(Error::Usage("give one of PATTERN, --pid or --title".into()));
-        }
-        if let Some(t) = &self.title {
-            let how = if self.exact {
-                TitleMatch::Exact
-            } else {
-                TitleMatch::Prefix
-            };
-            return Ok(Selection::Title {
-                title: t.clone(),
-                how,
-            });
-        }
-        if !self.pids.is_empty() {
-            if let Some(bad) = self.pids.iter().find(|&&p| p <= 0) {
-                return Err(Error::Usage(format!(
-                    "--pid {bad}: a pid is a positive number"
-                )));
-            }
-            return Ok(Selection::Pids(self.pids.iter().map(|&p| Pid(p)).collect()));
-        }
-        Ok(match &self.pattern {
-            Some(p) => Selection::Pattern(p.clone()),
-            None => Selection::All,
-        })
+        Selection::from_parts(
+            self.pattern.as_deref(),
+            &self.pids,
+            self.title.as_deref(),
+            self.exact,
+        )
     }
 
     pub fn color(&self) -> bool {

@@ -20,6 +20,45 @@ pub enum Selection {
     Title { title: String, how: TitleMatch },
 }
 
+impl Selection {
+    /// The selection from command-line parts: at most one of a pattern,
+    /// pids or a title; none means the whole machine.
+    pub fn from_parts(
+        pattern: Option<&str>,
+        pids: &[i32],
+        title: Option<&str>,
+        exact: bool,
+    ) -> Result<Selection, Error> {
+        let given = [pattern.is_some(), !pids.is_empty(), title.is_some()]
+            .iter()
+            .filter(|&&b| b)
+            .count();
+        if given > 1 {
+            return Err(Error::Usage("give one of PATTERN, --pid or --title".into()));
+        }
+        if let Some(t) = title {
+            let how = if exact {
+                TitleMatch::Exact
+            } else {
+                TitleMatch::Prefix
+            };
+            return Ok(Selection::Title {
+                title: t.to_string(),
+                how,
+            });
+        }
+        if !pids.is_empty() {
+            if let Some(bad) = pids.iter().find(|&&p| p <= 0) {
+                return Err(Error::Usage(format!(
+                    "--pid {bad}: a pid is a positive number"
+                )));
+            }
+            return Ok(Selection::Pids(pids.iter().map(|&p| Pid(p)).collect()));
+        }
+        Ok(pattern.map_or(Selection::All, |p| Selection::Pattern(p.to_string())))
+    }
+}
+
 /// The processes the selection matches, before ancestors and subtrees are
 /// added. An unknown pid is an error; a pattern that matches nothing is an
 /// empty list.

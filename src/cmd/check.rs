@@ -7,7 +7,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::analysis::roles::Role;
-use crate::cmd::doctor::{selection, shown};
+use crate::analysis::select::Selection;
+use crate::cmd::doctor::shown;
 use crate::cmd::{FAILED, OK, write_stdout};
 use crate::error::Error;
 use crate::model::{FdTarget, Pid};
@@ -246,7 +247,7 @@ pub fn run(args: &CheckArgs) -> Result<u8, Error> {
             "name what to check: --title T or --pid P".into(),
         ));
     }
-    let sel = selection(&None, &args.pids, &args.title, args.exact)?;
+    let sel = Selection::from_parts(None, &args.pids, args.title.as_deref(), args.exact)?;
     let view = View::read(
         &sel,
         Depth::Full(Details {

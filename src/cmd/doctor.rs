@@ -10,7 +10,6 @@ use chrono::SecondsFormat;
 use clap::Args;
 
 use crate::analysis::select::Selection;
-use crate::analysis::title::TitleMatch;
 use crate::analysis::tree::rows;
 use crate::cmd::{FAILED, OK, write_stdout};
 use crate::diagnose::{
@@ -51,42 +50,6 @@ pub struct DoctorArgs {
     /// Exit 1 when a finding is at least this severe.
     #[arg(long, value_enum, default_value_t = Severity::Warn, value_name = "SEVERITY")]
     pub fail_on: Severity,
-}
-
-/// Builds the selection shared by `doctor` and `check`.
-pub fn selection(
-    pattern: &Option<String>,
-    pids: &[i32],
-    title: &Option<String>,
-    exact: bool,
-) -> Result<Selection, Error> {
-    let given = [pattern.is_some(), !pids.is_empty(), title.is_some()]
-        .iter()
-        .filter(|&&b| b)
-        .count();
-    if given > 1 {
-        return Err(Error::Usage("give one of PATTERN, --pid or --title".into()));
-    }
-    if let Some(t) = title {
-        let how = if exact {
-            TitleMatch::Exact
-        } else {
-            TitleMatch::Prefix
-        };
-        return Ok(Selection::Title {
-            title: t.clone(),
-            how,
-        });
-    }
-    if !pids.is_empty() {
-        if let Some(bad) = pids.iter().find(|&&p| p <= 0) {
-            return Err(Error::Usage(format!(
-                "--pid {bad}: a pid is a positive number"
-            )));
-        }
-        return Ok(Selection::Pids(pids.iter().map(|&p| Pid(p)).collect()));
-    }
-    Ok(pattern.clone().map_or(Selection::All, Selection::Pattern))
 }
 
 /// The shown pids of a view, in display order.
@@ -167,17 +130,17 @@ pub fn findings(view: &View, sample: Duration) -> Vec<Finding> {
             measured.node_versions.insert(r, v);
         }
     }
-    let first = {
-        let input = Input {
+    let analyse = |measured: &Measurements| {
+        diagnose(&Input {
             snapshot: &view.snapshot,
             roles: &view.roles,
             peers: &view.peers,
             shown: &shown,
             now: view.snapshot.taken_at,
-            measured: &measured,
-        };
-        diagnose(&input)
+            measured,
+        })
     };
+    let first = analyse(&measured);
     if sample.is_zero() {
         return first;
     }
@@ -250,15 +213,7 @@ pub fn findings(view: &View, sample: Duration) -> Vec<Finding> {
             }
         }
     }
-    let input = Input {
-        snapshot: &view.snapshot,
-        roles: &view.roles,
-        peers: &view.peers,
-        shown: &shown,
-        now: view.snapshot.taken_at,
-        measured: &measured,
-    };
-    diagnose(&input)
+    analyse(&measured)
 }
 
 fn human(findings: &[Finding]) -> String {
@@ -289,7 +244,12 @@ fn human(findings: &[Finding]) -> String {
 }
 
 pub fn run(args: &DoctorArgs) -> Result<u8, Error> {
-    let sel = selection(&args.pattern, &args.pids, &args.title, args.exact)?;
+    let sel = Selection::from_parts(
+        args.pattern.as_deref(),
+        &args.pids,
+        args.title.as_deref(),
+        args.exact,
+    )?;
     let view = View::read(&sel, Depth::Full(Details::ALL), false)?;
     if view.matched.is_empty() && sel != Selection::All {
         return Err(Error::Usage("no process matches the selection".into()));
