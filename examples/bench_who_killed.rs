@@ -67,7 +67,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn latency(via: &str) -> (Duration, Duration) {
     let target = Kill(
         Command::new("node")
-            .args(["-e", "process.on('SIGUSR2', () => {}); setInterval(() => {}, 1e9)"])
+            .args([
+                "-e",
+                "process.on('SIGUSR2', () => {}); setInterval(() => {}, 1e9)",
+            ])
             .spawn()
             .expect("node"),
     );
@@ -95,7 +98,9 @@ fn syscall_loop(via: Option<&str>) -> Duration {
         Command::new("sh")
             .args([
                 "-c",
-                &format!("read go; exec dd if=/dev/zero of=/dev/null bs=1 count={DD_BLOCKS} status=none"),
+                &format!(
+                    "read go; exec dd if=/dev/zero of=/dev/null bs=1 count={DD_BLOCKS} status=none"
+                ),
             ])
             .stdin(Stdio::piped())
             .spawn()

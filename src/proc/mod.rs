@@ -253,8 +253,12 @@ pub fn fill_details(snapshot: &mut Snapshot, pids: &[Pid], what: Details) {
             let base = format!("/proc/{}", pid.0);
             p.exe = std::fs::read_link(format!("{base}/exe")).ok();
             p.cwd = std::fs::read_link(format!("{base}/cwd")).ok();
-            p.cwd_dev = std::fs::metadata(format!("{base}/cwd")).ok().map(|m| m.dev());
-            p.root_dev = std::fs::metadata(format!("{base}/root")).ok().map(|m| m.dev());
+            p.cwd_dev = std::fs::metadata(format!("{base}/cwd"))
+                .ok()
+                .map(|m| m.dev());
+            p.root_dev = std::fs::metadata(format!("{base}/root"))
+                .ok()
+                .map(|m| m.dev());
         }
         p.fds = Some(StdFds {
             stdin: if what.stdin {
