@@ -62,7 +62,16 @@ impl Drop for Kids {
             // Err: the watcher reaped it (it was a tracee); nothing to kill.
             if let Ok(None) = child.try_wait() {
                 let _ = child.kill();
-                let _ = child.wait();
+                // Bounded: a tracee left stopped by a bug must fail the
+                // test, not hang it.
+                let deadline = Instant::now() + PATIENCE;
+                while let Ok(None) = child.try_wait() {
+                    if Instant::now() > deadline {
+                        say(&format!("child {} never exited", child.id()));
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
             }
         }
     }
@@ -183,8 +192,12 @@ fn belongs(s: &RawSignal, to: Pid) -> bool {
 }
 
 fn skip(why: &str) {
-    // Straight to stderr: libtest would swallow eprintln! of a passing test.
-    let _ = writeln!(std::io::stderr(), "SKIP ptrace test: {why}");
+    say(&format!("SKIP ptrace test: {why}"));
+}
+
+/// Straight to stderr: libtest would swallow `eprintln!` of a passing test.
+fn say(what: &str) {
+    let _ = writeln!(std::io::stderr(), "{what}");
 }
 
 fn signal(pid: Pid, sig: i32) {
@@ -310,6 +323,52 @@ fn every_signal_reaches_the_handler_exactly_once() {
     assert!(usr1.iter().all(|s| s.sender_pid == Some(me())));
     assert_eq!(watch.signals(target.pid, libc::SIGTERM).len(), 1);
     assert_eq!(watch.watcher.syscall_stops(), 0);
+}
+
+#[test]
+fn a_signal_held_at_detach_is_passed_on() {
+    held_signal_passed_on(false);
+}
+
+#[test]
+fn a_held_signal_whose_stop_report_was_taken_elsewhere_is_passed_on() {
+    held_signal_passed_on(true);
+}
+
+/// `steal`: collect the stop report behind the watcher's back, as a
+/// caller's own `waitpid(-1)` would.
+fn held_signal_passed_on(steal: bool) {
+    let mut kids = Kids::default();
+    let target = kids.spawn(&mut python(COUNTER));
+    let lines = target.lines.expect("stdout");
+    assert_eq!(lines.next(), "ready");
+    let Some(mut watch) = Watch::attach(&[target.pid]) else {
+        return;
+    };
+    // Not polling: the target stays in its signal-delivery-stop.
+    signal(target.pid, libc::SIGUSR1);
+    let deadline = Instant::now() + PATIENCE;
+    while state(target.pid) != Some('t') {
+        assert!(Instant::now() < deadline, "no signal-delivery-stop");
+        thread::sleep(Duration::from_millis(20));
+    }
+    if steal {
+        // SAFETY: a zeroed siginfo_t is valid; waitid on our tracee.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WSTOPPED | libc::__WALL;
+        let r = unsafe { libc::waitid(libc::P_PID, target.pid.0 as u32, &mut info, flags) };
+        assert_eq!(r, 0);
+        assert_eq!(info.si_code, libc::CLD_TRAPPED);
+    }
+    watch.watcher.detach_all();
+    assert_eq!(tracer(target.pid), Some(0));
+    assert_eq!(lines.next(), "got 1");
+    // The signal seen while detaching is still reported.
+    let events = watch.watcher.poll(Duration::ZERO).expect("poll");
+    watch.log.extend(events);
+    assert_eq!(watch.signals(target.pid, libc::SIGUSR1).len(), 1);
+    signal(target.pid, libc::SIGTERM);
+    assert_eq!(lines.next(), "total 1");
 }
 
 #[test]
@@ -568,4 +627,28 @@ fn target_runs_on_when_the_tracer_is_sigkilled() {
     let status = kids.wait(target);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn refusals_say_why() {
+    let refusal = |pid: Pid| match PtraceWatcher::attach(&[pid]) {
+        Ok(_) => panic!("attached to {pid}"),
+        Err(e) => e,
+    };
+    let missing = refusal(Pid(i32::MAX));
+    assert!(matches!(missing, Error::NoSuchPid(_)), "{missing}");
+    let myself = refusal(me());
+    assert!(myself.to_string().contains("itself"), "{myself}");
+
+    if nix::unistd::geteuid().is_root() {
+        // Root may trace anything but kernel threads; kthreadd is one.
+        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            let kthread = refusal(Pid(2));
+            assert!(kthread.to_string().contains("kernel thread"), "{kthread}");
+        }
+    } else {
+        let init = refusal(Pid::INIT);
+        assert!(matches!(init, Error::Ptrace { .. }), "{init}");
+        assert_eq!(init.hint(), Some(ptree::trace::ptrace::PERMISSION_HINT));
+    }
 }

@@ -16,8 +16,9 @@
 //! seen, see [`killed_invisibly`]); which of several identical standard
 //! signals were merged while pending (one delivery is seen); and when a
 //! blocked signal was sent (it is seen when unblocked and delivered).
-//! Signals the target ignores are still seen: the kernel queues them for a
-//! tracer and drops them only after re-injection.
+//! Signals the target ignores are still seen, and reported as delivered:
+//! the kernel queues them for a tracer and drops them only after
+//! re-injection.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -87,8 +88,10 @@ struct Tracee {
 ///
 /// The kernel accepts ptrace requests only from the thread that attached,
 /// so the watcher is neither `Send` nor `Sync`: create, poll and drop it on
-/// one thread. Tracees stay stopped from a signal's delivery until the next
-/// [`poll`](Self::poll) resumes them, so keep polling while attached.
+/// one thread, and keep to one watcher per thread (two would take each
+/// other's reports). Tracees stay stopped from a signal's delivery until
+/// the next [`poll`](Self::poll) resumes them, so keep polling while
+/// attached.
 ///
 /// Waiting is done per tracee plus `waitid(P_ALL, WSTOPPED)`, never
 /// `waitpid(-1)` for exits: a watcher must not reap the calling thread's
@@ -165,9 +168,11 @@ impl PtraceWatcher {
             // Errors here are from waitid itself; nothing better to do
             // than try again until the deadline.
             let _ = self.drain(&mut out, true);
+            self.detach_unreported_stops(&mut out);
             thread::sleep(POLL_SLEEP);
         }
         let _ = self.drain(&mut out, true);
+        self.detach_unreported_stops(&mut out);
         self.pending.extend(out);
     }
 
@@ -244,14 +249,17 @@ impl PtraceWatcher {
     /// instead of resumed.
     fn drain(&mut self, out: &mut Vec<RawEvent>, detaching: bool) -> Result<(), Error> {
         // Stops first, from any tracee: a child attached by the kernel may
-        // report before its parent's fork event names it.
+        // report before its parent's fork event names it. WSTOPPED alone
+        // never reaps, so the caller's own children are left alone.
         while let Waited::Report(tid, report) = wait(libc::P_ALL, 0, libc::WSTOPPED)? {
-            self.on_stop(tid, report, out, detaching);
+            self.on_report(tid, report, out, detaching);
         }
+        // Then exits, tracee by tracee. The kernel reports a ptrace-stop
+        // whatever the flags, so one that came meanwhile can show up here.
         let tids: Vec<Tid> = self.tracees.keys().copied().collect();
         for tid in tids {
             match wait(libc::P_PID, tid.0 as libc::id_t, libc::WEXITED)? {
-                Waited::Report(_, report) => self.on_exit(tid, report, out),
+                Waited::Report(tid, report) => self.on_report(tid, report, out, detaching),
                 Waited::NotOurs => {
                     self.tracees.remove(&tid);
                 }
@@ -261,13 +269,32 @@ impl PtraceWatcher {
         Ok(())
     }
 
-    fn on_stop(&mut self, tid: Tid, report: Report, out: &mut Vec<RawEvent>, detaching: bool) {
-        if matches!(
-            report,
-            Report::Exited(_) | Report::Signaled(_) | Report::Other
-        ) {
-            return;
+    fn on_report(&mut self, tid: Tid, report: Report, out: &mut Vec<RawEvent>, detaching: bool) {
+        match report {
+            Report::Exited(_) | Report::Signaled(_) => self.on_exit(tid, report, out),
+            Report::Other => {}
+            _ => self.on_stop(tid, report, out, detaching),
         }
+    }
+
+    /// Detaches tracees sitting in a ptrace-stop whose wait report never
+    /// reached us (collected by someone else's `waitpid(-1)`). The stop is
+    /// read back from the tracee's siginfo, so a signal it holds is still
+    /// passed on.
+    fn detach_unreported_stops(&mut self, out: &mut Vec<RawEvent>) {
+        let tids: Vec<Tid> = self.tracees.keys().copied().collect();
+        for tid in tids {
+            // Fails unless the tracee is in a ptrace-stop right now.
+            if let Ok(info) = ptrace::getsiginfo(nix_pid(tid.0)) {
+                let report = Report::from_siginfo(info.si_signo, info.si_code);
+                self.on_stop(tid, report, out, true);
+            }
+        }
+    }
+
+    /// Handles a ptrace-stop: records what it shows, then resumes the
+    /// tracee (or detaches it).
+    fn on_stop(&mut self, tid: Tid, report: Report, out: &mut Vec<RawEvent>, detaching: bool) {
         let time = Utc::now();
         let tgid = self.tracee(tid).tgid;
         let mut pass_on = 0;
@@ -280,11 +307,10 @@ impl PtraceWatcher {
                     let info = SigInfo::read(&info);
                     // A process-wide signal is named after the process,
                     // whichever thread took it.
-                    let comm = match thread_directed(info.signo, info.code) {
-                        true => self.fresh_comm(tid),
-                        false => {
-                            read_comm(tgid, Tid(tgid.0)).unwrap_or_else(|| self.fresh_comm(tid))
-                        }
+                    let comm = if thread_directed(info.signo, info.code) {
+                        self.fresh_comm(tid)
+                    } else {
+                        read_comm(tgid, Tid(tgid.0)).unwrap_or_else(|| self.fresh_comm(tid))
                     };
                     let signal = signal_event(info, tid, tgid, comm, time);
                     out.push(RawEvent::Signal(signal));
@@ -546,6 +572,18 @@ impl Report {
             _ => Report::Other,
         }
     }
+
+    /// The stop a tracee is in, read back from its siginfo. For a
+    /// ptrace-event stop the kernel puts in `si_code` the same
+    /// `sig | event << 8` it reports to wait.
+    fn from_siginfo(signo: i32, code: i32) -> Report {
+        let syscall = signo == libc::SIGTRAP && code == libc::SIGTRAP | 0x80;
+        if syscall || (code > 0xff && code & 0xff == signo) {
+            Report::decode(libc::CLD_TRAPPED, code)
+        } else {
+            Report::SignalStop(signo)
+        }
+    }
 }
 
 fn is_stop_signal(sig: i32) -> bool {
@@ -775,6 +813,23 @@ mod tests {
         assert_eq!(Report::decode(libc::CLD_DUMPED, 11), Report::Signaled(11));
         assert_eq!(Report::decode(libc::CLD_EXITED, 3), Report::Exited(3));
         assert_eq!(Report::decode(libc::CLD_STOPPED, 19), Report::Other);
+    }
+
+    #[test]
+    fn stops_read_back_from_siginfo() {
+        assert_eq!(Report::from_siginfo(15, 0), Report::SignalStop(15));
+        assert_eq!(Report::from_siginfo(12, -1), Report::SignalStop(12));
+        assert_eq!(Report::from_siginfo(1, 0x80), Report::SignalStop(1));
+        // SIGTRAP with TRAP_UNK (5) is a signal, not an event.
+        assert_eq!(Report::from_siginfo(5, 5), Report::SignalStop(5));
+        assert_eq!(
+            Report::from_siginfo(19, 19 | 128 << 8),
+            Report::GroupStop(19)
+        );
+        assert_eq!(Report::from_siginfo(5, 5 | 128 << 8), Report::Trap);
+        let exit = Report::Event(libc::PTRACE_EVENT_EXIT);
+        assert_eq!(Report::from_siginfo(5, 5 | 6 << 8), exit);
+        assert_eq!(Report::from_siginfo(5, 5 | 0x80), Report::Syscall);
     }
 
     #[test]
