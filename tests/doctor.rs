@@ -146,7 +146,11 @@ fn a_dead_reader_leaves_broken_stdout_and_a_spinning_master() {
     let cpu = f["evidence"]["cpu_percent"][master.to_string()]
         .as_f64()
         .unwrap_or(0.0);
-    assert!(cpu >= 50.0, "the master spins on EPIPE: {cpu}% ({f})");
+    // A full core on a quiet machine; at least a large share on a busy one.
+    assert!(
+        cpu >= ptree::diagnose::maxbuffer::SPIN_PERCENT,
+        "the master spins on EPIPE: {cpu}% ({f})"
+    );
     assert!(f["message"].as_str().unwrap().contains("spinning"));
     // The master is now missing a worker too.
     assert!(!findings(&report, "missing-workers").is_empty(), "{report}");

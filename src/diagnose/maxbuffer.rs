@@ -14,6 +14,12 @@ use crate::analysis::roles::Role;
 use crate::diagnose::{Finding, Input, Severity};
 use crate::model::{FdTarget, Pid};
 
+/// CPU use (percent of one core) over the sample above which a writer of a
+/// dead output counts as spinning. An idle server uses ~0 %; a spinning
+/// one takes a full core on a quiet machine and still a large share of a
+/// busy one.
+pub const SPIN_PERCENT: f64 = 25.0;
+
 /// A process counts as long-lived past this age even without a server role.
 const LONG_LIVED_SECS: f64 = 5.0;
 
@@ -266,7 +272,7 @@ pub fn broken_stdout(input: &Input<'_>) -> Vec<Finding> {
                     .measured
                     .cpu_percent
                     .get(w)
-                    .is_some_and(|&c| c >= 50.0)
+                    .is_some_and(|&c| c >= SPIN_PERCENT)
             })
             .collect();
         let spin_text = if spinning.is_empty() {
