@@ -30,7 +30,9 @@ pub const EXAMPLES: &str = "Examples:
   ptree who-killed 4711                      wait for 4711 to die and say who killed it
   ptree who-killed --title egg-server --json every signal to an Egg deployment, as JSON lines
   ptree who-killed 4711 --via ptrace --timeout 10m
-  ptree who-killed 4711 --signals TERM,KILL  only these signals";
+  ptree who-killed 4711 --signals TERM,KILL  only these signals
+  ptree who-killed 4711 --from /var/log/ptree/record.jsonl*   the same, from a recording
+  ptree who-killed 4711 --audit-log --since '2h ago'         after the fact, from the audit log";
 
 /// Which mechanism observes signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -72,6 +74,12 @@ pub struct WhoKilledArgs {
     /// Report every signal.
     #[arg(long)]
     pub all: bool,
+    /// Replay a recording (`ptree record`) instead of watching live:
+    /// FILE and FILE.1, in any order.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub from: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub audit: crate::cmd::who_killed_audit::AuditLogArgs,
 }
 
 /// One of the two live sources.
@@ -117,7 +125,7 @@ fn is_dead(pid: Pid) -> bool {
     }
 }
 
-fn signal_set(args: &WhoKilledArgs) -> Result<Vec<Signal>, Error> {
+pub(crate) fn signal_set(args: &WhoKilledArgs) -> Result<Vec<Signal>, Error> {
     if args.all {
         return Ok((1..=64).map(Signal).collect());
     }
@@ -161,14 +169,15 @@ fn context_ancestors(
 /// What makes two signal records "the same" for the human view.
 type SignalKey = (Option<Pid>, Pid, i32, crate::event::Delivery);
 
-/// Writes records; in human mode a run of identical signals (a Node
-/// process raising SIGPIPE at itself thousands of times) is shown once
-/// with a count. JSON keeps every record.
+/// Writes records. A run of identical signals (a Node process raising
+/// SIGPIPE at itself on every failed write: 100 000 a second) is written
+/// once, then counted: a human line "the same signal N more times", or a
+/// JSON `{"type":"repeat",…}` record, when the run ends.
 pub(crate) struct Printer {
     json: bool,
-    /// (sender, target, signal, result) of the last signal printed, and
-    /// how many identical ones followed it unprinted.
-    repeat: Option<(SignalKey, u64)>,
+    /// The last signal written, how many identical ones followed it
+    /// unwritten, and when the last of those was seen.
+    repeat: Option<(SignalKey, u64, chrono::DateTime<Utc>)>,
 }
 
 impl Printer {
@@ -177,10 +186,6 @@ impl Printer {
     }
 
     pub(crate) fn line(&mut self, record: &Record, table: &mut LiveTable) {
-        if self.json {
-            crate::cmd::write_stdout(&format!("{}\n", record.to_json_line()));
-            return;
-        }
         if let Record::Signal(s) = record {
             let key = (
                 s.sender.as_ref().map(|x| x.pid),
@@ -188,31 +193,53 @@ impl Printer {
                 s.signal.0,
                 s.result,
             );
-            if let Some((last, count)) = &mut self.repeat
+            if let Some((last, count, at)) = &mut self.repeat
                 && *last == key
             {
                 *count += 1;
+                *at = s.time;
                 return;
             }
             self.flush();
-            self.repeat = Some((key, 0));
+            self.repeat = Some((key, 0, s.time));
         } else {
             self.flush();
         }
-        crate::cmd::write_stdout(&format!("{}\n", human(record, table)));
+        let text = if self.json {
+            record.to_json_line()
+        } else {
+            human(record, table)
+        };
+        crate::cmd::write_stdout(&format!("{text}\n"));
     }
 
-    /// Prints the count of a pending run of repeats.
+    /// Writes the count of a pending run of repeats.
     pub(crate) fn flush(&mut self) {
-        if let Some((_, count)) = self.repeat.take()
-            && count > 0
-        {
-            crate::cmd::write_stdout(&format!(
-                "{:>15} … the same signal {count} more time{}\n",
+        let Some(((sender, target, signo, result), count, at)) = self.repeat.take() else {
+            return;
+        };
+        if count == 0 {
+            return;
+        }
+        let text = if self.json {
+            serde_json::json!({
+                "type": "repeat",
+                "time": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "count": count,
+                "signal": Signal(signo),
+                "sender_pid": sender,
+                "target_pid": target,
+                "result": result,
+            })
+            .to_string()
+        } else {
+            format!(
+                "{:>15} … the same signal {count} more time{}",
                 "",
                 if count == 1 { "" } else { "s" }
-            ));
-        }
+            )
+        };
+        crate::cmd::write_stdout(&format!("{text}\n"));
     }
 }
 
@@ -336,6 +363,12 @@ fn choose_backend(
 
 /// Runs `who-killed`.
 pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
+    if args.audit.audit_log.is_some() {
+        return crate::cmd::who_killed_audit::run(args);
+    }
+    if !args.from.is_empty() {
+        return crate::record::replay::who_killed_from(args);
+    }
     interrupt::install();
     let wanted_signals = signal_set(args)?;
     let mut snapshot = proc::read_snapshot()?;
@@ -626,7 +659,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
 }
 
 /// How a process ended, from its SIGCHLD code and the signals it got.
-fn inferred_status(
+pub(crate) fn inferred_status(
     pid: Pid,
     child_status: &HashMap<Pid, i32>,
     signals: &[SignalRecord],
