@@ -166,8 +166,30 @@ fn context_ancestors(
     out
 }
 
-/// What makes two signal records "the same" for the human view.
-type SignalKey = (Option<Pid>, Pid, i32, crate::event::Delivery);
+/// What makes two signal records "the same": who sent which signal how to
+/// which thread, with which result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SignalKey {
+    sender: Option<Pid>,
+    target: Pid,
+    target_tid: Tid,
+    signal: Signal,
+    code: SigCode,
+    result: crate::event::Delivery,
+}
+
+impl SignalKey {
+    fn of(s: &SignalRecord) -> SignalKey {
+        SignalKey {
+            sender: s.sender.as_ref().map(|x| x.pid),
+            target: s.target.pid,
+            target_tid: s.target.tid,
+            signal: s.signal,
+            code: s.code,
+            result: s.result,
+        }
+    }
+}
 
 /// Writes records. A run of identical signals (a Node process raising
 /// SIGPIPE at itself on every failed write: 100 000 a second) is written
@@ -187,12 +209,7 @@ impl Printer {
 
     pub(crate) fn line(&mut self, record: &Record, table: &mut LiveTable) {
         if let Record::Signal(s) = record {
-            let key = (
-                s.sender.as_ref().map(|x| x.pid),
-                s.target.pid,
-                s.signal.0,
-                s.result,
-            );
+            let key = SignalKey::of(s);
             if let Some((last, count, at)) = &mut self.repeat
                 && *last == key
             {
@@ -215,7 +232,7 @@ impl Printer {
 
     /// Writes the count of a pending run of repeats.
     pub(crate) fn flush(&mut self) {
-        let Some(((sender, target, signo, result), count, at)) = self.repeat.take() else {
+        let Some((key, count, at)) = self.repeat.take() else {
             return;
         };
         if count == 0 {
@@ -226,10 +243,12 @@ impl Printer {
                 "type": "repeat",
                 "time": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 "count": count,
-                "signal": Signal(signo),
-                "sender_pid": sender,
-                "target_pid": target,
-                "result": result,
+                "signal": key.signal,
+                "code": key.code,
+                "sender_pid": key.sender,
+                "target_pid": key.target,
+                "target_tid": key.target_tid,
+                "result": key.result,
             })
             .to_string()
         } else {
