@@ -58,6 +58,17 @@ pub enum Command {
     /// Assertions for CI smoke checks after a deploy.
     #[command(after_help = crate::cmd::check::EXAMPLES)]
     Check(crate::cmd::check::CheckArgs),
+    /// Flight recorder: signals, forks and exits of a service into a
+    /// rotating JSON-lines file, for who-killed --from and report.
+    #[command(after_help = crate::cmd::record::EXAMPLES)]
+    Record(crate::cmd::record::RecordArgs),
+    /// Postmortem timeline from a recording: the tree, each death with its
+    /// verdict, restarts and restart loops (Markdown or JSON).
+    #[command(after_help = crate::cmd::report::EXAMPLES)]
+    Report(crate::cmd::report::ReportArgs),
+    /// ptree's audit rules, for who-killed --audit-log after the fact.
+    #[command(after_help = crate::cmd::audit::EXAMPLES)]
+    Audit(crate::cmd::audit::AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Example:\n  ptree completions bash > /etc/bash_completion.d/ptree")]
     Completions {

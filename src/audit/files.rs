@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::prefilter::Prefilter;
 use super::record::find;
 use super::{AuditSignal, Filter, Format, ParseStats, Scanner, Timezone};
 use crate::error::Error;
@@ -19,7 +20,7 @@ pub const DEFAULT_LOG_DIR: &str = "/var/log/audit";
 /// The longest line read; the kernel caps a record near 9 KiB, so anything
 /// longer is not a record (a binary file, a corrupted log) and is skipped
 /// without being held in memory.
-const MAX_LINE: usize = 64 * 1024;
+pub(super) const MAX_LINE: usize = 64 * 1024;
 
 /// `audit.log` and its rotations `audit.log.1`, `audit.log.2`… in `dir`,
 /// oldest first: the highest number first, `audit.log` last. Compressed
@@ -86,6 +87,8 @@ pub struct AuditLog {
     format: Format,
     tz: Timezone,
     filter: Filter,
+    /// With a target pid: skips what cannot concern it before parsing.
+    prefilter: Option<Prefilter>,
     line: Gathered,
     ready: VecDeque<AuditSignal>,
     done: bool,
@@ -110,6 +113,21 @@ impl AuditLog {
         )]))
     }
 
+    /// Reads several streams in order as one log, such as rotated files
+    /// opened on a time window (`span::open_window`); each name stands for
+    /// its stream in errors.
+    pub fn from_readers<I>(readers: I) -> AuditLog
+    where
+        I: IntoIterator<Item = (PathBuf, Box<dyn BufRead>)>,
+    {
+        AuditLog::from_sources(
+            readers
+                .into_iter()
+                .map(|(name, reader)| Source::Reader(name, reader))
+                .collect(),
+        )
+    }
+
     fn from_sources(sources: VecDeque<Source>) -> AuditLog {
         let format = Format::Auto;
         let tz = Timezone::Local;
@@ -120,6 +138,7 @@ impl AuditLog {
             format,
             tz,
             filter: Filter::default(),
+            prefilter: None,
             line: Gathered::default(),
             ready: VecDeque::new(),
             done: false,
@@ -160,7 +179,8 @@ impl AuditLog {
         self
     }
 
-    /// What was read so far, filtered out or not.
+    /// What was read so far, filtered out or not. With a target pid, the
+    /// lines skipped unparsed (see `prefilter.rs`) are not counted.
     pub fn stats(&self) -> ParseStats {
         let mut stats = self
             .scanner
@@ -174,6 +194,9 @@ impl AuditLog {
     /// The scanner, made from the settings when reading starts.
     fn scanner(&mut self) -> &mut Scanner {
         let (format, tz, filter) = (self.format, self.tz, &self.filter);
+        if self.scanner.is_none() {
+            self.prefilter = filter.target.map(Prefilter::new);
+        }
         self.scanner
             .get_or_insert_with(|| Scanner::new(format, tz).with_filter(filter.clone()))
     }
@@ -188,6 +211,9 @@ impl AuditLog {
             Source::Reader(name, reader) => (name, reader),
         };
         self.scanner().next_input();
+        if let Some(prefilter) = self.prefilter.as_mut() {
+            prefilter.next_input(self.format);
+        }
         self.current = Some((path, reader));
         Some(Ok(()))
     }
@@ -220,6 +246,21 @@ impl Iterator for AuditLog {
                     }
                 }
             };
+            if let (Some(prefilter), Some(scanner)) =
+                (self.prefilter.as_mut(), self.scanner.as_mut())
+            {
+                match prefilter.step(reader, scanner, &mut self.ready) {
+                    Ok(true) => {}
+                    Ok(false) => self.current = None,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let path = path.clone();
+                        self.current = None;
+                        return Some(Err(Error::io(path, e)));
+                    }
+                }
+                continue;
+            }
             let available = match reader.fill_buf() {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

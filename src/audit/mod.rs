@@ -25,11 +25,15 @@
 //! Parsing never fails: lines that cannot be read are counted in
 //! [`ParseStats`] and skipped. Only I/O fails, with the file's path.
 
+pub mod control;
 mod event;
 mod files;
 mod group;
 mod interpreted;
+mod prefilter;
 pub mod record;
+pub mod replay;
+pub mod span;
 
 use std::collections::VecDeque;
 

@@ -1,10 +1,14 @@
 //! One module per subcommand: each turns validated arguments into library
 //! calls and returns the exit status (docs/exit-codes.md).
 
+pub mod audit;
 pub mod check;
 pub mod doctor;
+pub mod record;
+pub mod report;
 pub mod tree;
 pub mod who_killed;
+pub mod who_killed_audit;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -24,6 +28,9 @@ pub fn run(cli: &Cli) -> Result<u8, Error> {
         Some(Command::WhoKilled(args)) => who_killed::run(args),
         Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::Check(args)) => check::run(args),
+        Some(Command::Record(args)) => record::run(args),
+        Some(Command::Report(args)) => report::run(args),
+        Some(Command::Audit(args)) => audit::run(args),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "ptree", &mut std::io::stdout());

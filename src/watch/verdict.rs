@@ -354,7 +354,10 @@ fn broken_pipe(
             root_cause: Some(info.clone()),
             chain,
             explanation: format!(
-                "{r} {} ({}) read {victim} {victim_comm}'s output and sent {sig} to {killed},                  then closed its end: {victim} lost its reader and {how}. This is Node's                  child_process.exec killing its child after maxBuffer bytes of output                  (default 1 MiB since Node 12, 200 KiB before)",
+                "{r} {} ({}) read {victim} {victim_comm}'s output and sent {sig} to {killed}, \
+                 then closed its end: {victim} lost its reader and {how}. This is Node's \
+                 child_process.exec killing its child after maxBuffer bytes of output \
+                 (default 1 MiB since Node 12, 200 KiB before)",
                 info.cmdline, info.role
             ),
         };
