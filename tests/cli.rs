@@ -6,7 +6,15 @@ use common::ptree;
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in [&[][..], &["who-killed"], &["doctor"], &["check"]] {
+    for sub in [
+        &[][..],
+        &["who-killed"],
+        &["doctor"],
+        &["check"],
+        &["record"],
+        &["report"],
+        &["audit"],
+    ] {
         let mut args: Vec<&str> = sub.to_vec();
         args.push("--help");
         let (code, out, err) = ptree(&args);
@@ -20,8 +28,9 @@ fn completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, _) = ptree(&["completions", shell]);
         assert_eq!(code, 0);
-        assert!(out.contains("who-killed"), "{shell}");
-        assert!(out.contains("doctor"), "{shell}");
+        for sub in ["who-killed", "doctor", "check", "record", "report", "audit"] {
+            assert!(out.contains(sub), "{shell} completes {sub}");
+        }
     }
     let (code, out, _) = ptree(&["man"]);
     assert_eq!(code, 0);
