@@ -91,7 +91,8 @@ pub(crate) struct Prefilter {
     /// for from, in the current window; `None`: none before the window's
     /// end.
     hits: Vec<Option<usize>>,
-    hits_from: usize,
+    /// `hits` were found in another window (or not looked for yet).
+    hits_stale: bool,
     buf: Vec<u8>,
     /// Bytes kept before the current line at each refill.
     lookback: usize,
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Prefilter {
 }
 
 /// The texts that a record concerning `pid` contains; see the module doc.
-pub(crate) fn needles(pid: Pid) -> Vec<String> {
+fn needles(pid: Pid) -> Vec<String> {
     let mut out = vec![format!("={} ", pid.0), format!("={:x} ", pid.0)];
     if pid.0 > 0 {
         out.push(format!("{:x} ", (pid.0 as u32).wrapping_neg()));
@@ -141,7 +142,7 @@ impl Prefilter {
             .collect();
         Prefilter {
             hits: vec![None; needles.len()],
-            hits_from: usize::MAX,
+            hits_stale: true,
             needles,
             buf: vec![0; chunk + lookback],
             lookback,
@@ -247,13 +248,13 @@ impl Prefilter {
         self.buf.copy_within(keep..self.len, 0);
         self.len -= keep;
         self.pos -= keep;
-        self.hits_from = usize::MAX;
+        self.hits_stale = true;
     }
 
     /// Scans the complete lines of `buf[pos..end]`.
     fn scan(&mut self, end: usize, scanner: &mut Scanner, out: &mut VecDeque<AuditSignal>) {
         // Hits were looked for in a shorter window, or before compaction.
-        self.hits_from = usize::MAX;
+        self.hits_stale = true;
         while self.pos < end {
             match self.mode {
                 Mode::Detecting => {
@@ -301,7 +302,7 @@ impl Prefilter {
     /// The first hit of any needle at or after `from`, before `end`;
     /// `from` never decreases within a window.
     fn next_hit(&mut self, from: usize, end: usize) -> Option<usize> {
-        let fresh = self.hits_from == usize::MAX;
+        let fresh = std::mem::take(&mut self.hits_stale);
         for (hit, finder) in self.hits.iter_mut().zip(&self.needles) {
             let stale = match *hit {
                 _ if fresh => true,
@@ -313,7 +314,6 @@ impl Prefilter {
                 *hit = finder.find(&self.buf[from..end]).map(|i| from + i);
             }
         }
-        self.hits_from = from;
         self.hits.iter().flatten().copied().min()
     }
 
