@@ -47,6 +47,12 @@ fn watch(pid: u32, via: &str, extra: &[&str]) -> (Kill, mpsc::Receiver<Instant>)
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
     assert!(line.contains("watching"), "{line}");
+    // Keep draining stderr: a closed pipe would make ptree's warnings fail.
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            eprintln!("ptree: {l}");
+        }
+    });
     let out = BufReader::new(child.stdout.take().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -69,21 +75,29 @@ fn latency(via: &str) -> (Duration, Duration) {
         Command::new("node")
             .args([
                 "-e",
-                "process.on('SIGUSR2', () => {}); setInterval(() => {}, 1e9)",
+                "process.on('SIGUSR2', () => {}); process.on('SIGHUP', () => {}); setInterval(() => {}, 1e9)",
             ])
             .spawn()
             .expect("node"),
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let (_watch, rx) = watch(target.0.id(), via, &["--signals", "USR2"]);
+    // Node needs a moment before its handlers are in place.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_watch, rx) = watch(target.0.id(), via, &["--signals", "USR2,HUP"]);
     let mut lat = Vec::with_capacity(SIGNALS);
-    for _ in 0..SIGNALS {
+    for i in 0..SIGNALS {
+        // Alternate two signals: identical signals within a second are
+        // written once and counted, which would hide the latency.
+        let sig = if i % 2 == 0 {
+            libc::SIGUSR2
+        } else {
+            libc::SIGHUP
+        };
         let sent = Instant::now();
         // SAFETY: signalling a child this program started.
-        unsafe { libc::kill(target.0.id() as i32, libc::SIGUSR2) };
+        unsafe { libc::kill(target.0.id() as i32, sig) };
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(t) => lat.push(t - sent),
-            Err(_) => panic!("{via}: a signal was not reported"),
+            Err(_) => panic!("{via}: signal {i} was not reported"),
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -193,13 +193,14 @@ impl SignalKey {
 
 /// Writes records. A run of identical signals (a Node process raising
 /// SIGPIPE at itself on every failed write: 100 000 a second) is written
-/// once, then counted: a human line "the same signal N more times", or a
-/// JSON `{"type":"repeat",…}` record, when the run ends.
+/// at most once a second, the rest counted: a human line "the same signal
+/// N more times", or a JSON `{"type":"repeat",…}` record, when the run
+/// ends or the second is over.
 pub(crate) struct Printer {
     json: bool,
     /// The last signal written, how many identical ones followed it
-    /// unwritten, and when the last of those was seen.
-    repeat: Option<(SignalKey, u64, chrono::DateTime<Utc>)>,
+    /// unwritten, when it was written, and when the last of those was seen.
+    repeat: Option<(SignalKey, u64, chrono::DateTime<Utc>, chrono::DateTime<Utc>)>,
 }
 
 impl Printer {
@@ -210,15 +211,16 @@ impl Printer {
     pub(crate) fn line(&mut self, record: &Record, table: &mut LiveTable) {
         if let Record::Signal(s) = record {
             let key = SignalKey::of(s);
-            if let Some((last, count, at)) = &mut self.repeat
+            if let Some((last, count, written, at)) = &mut self.repeat
                 && *last == key
+                && s.time - *written < chrono::Duration::seconds(1)
             {
                 *count += 1;
                 *at = s.time;
                 return;
             }
             self.flush();
-            self.repeat = Some((key, 0, s.time));
+            self.repeat = Some((key, 0, s.time, s.time));
         } else {
             self.flush();
         }
@@ -232,7 +234,7 @@ impl Printer {
 
     /// Writes the count of a pending run of repeats.
     pub(crate) fn flush(&mut self) {
-        let Some((key, count, at)) = self.repeat.take() else {
+        let Some((key, count, _, at)) = self.repeat.take() else {
             return;
         };
         if count == 0 {
