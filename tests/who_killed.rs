@@ -476,3 +476,67 @@ fn sigterm_to_ptree_prints_what_it_has_and_exits_143() {
     assert_eq!(code, 143);
     assert!(!std::path::Path::new(&format!("/sys/kernel/tracing/instances/ptree-{pid}")).exists());
 }
+
+#[test]
+fn a_blocked_signal_is_reported_when_sent_and_kills_when_unblocked() {
+    need_root!();
+    for via in BACKENDS {
+        let mut tree = Tree::new();
+        // Blocks SIGTERM, says so on stdout, waits for a line on stdin, then
+        // unblocks: the pending SIGTERM is delivered and kills it.
+        let target = tree.spawn(
+            Command::new("python3")
+                .args([
+                    "-c",
+                    "import signal, sys\n\
+                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n\
+                     print('blocked', flush=True)\n\
+                     sys.stdin.readline()\n\
+                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n\
+                     import time; time.sleep(30)",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let mut line = String::new();
+        BufReader::new(tree.child(target).stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "blocked");
+        let t = target.to_string();
+        let watch = Watch::start(&[&t, "--via", via, "--json", "--timeout", "30s"]);
+        let killer = run_kill(&["-TERM", &t]);
+        // Still alive: the signal waits, blocked.
+        std::thread::sleep(Duration::from_millis(300));
+        let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).unwrap();
+        assert!(!stat.contains(") Z"), "died while SIGTERM was blocked");
+        {
+            use std::io::Write;
+            let stdin = tree.child(target).stdin.as_mut().unwrap();
+            stdin.write_all(b"go\n").unwrap();
+        }
+        let (code, lines) = watch.finish();
+        assert_eq!(code, 0, "{via}: {lines:?}");
+        let s = of_type(&lines, "signal")
+            .into_iter()
+            .find(|s| s["target"]["pid"] == target)
+            .expect("the signal");
+        assert_eq!(s["signal"], "SIGTERM");
+        assert_eq!(s["sender"]["pid"], killer, "{via}: {s}");
+        let v = &of_type(&lines, "verdict")[0];
+        assert_eq!(v["pid"], target);
+        // This test started the target and ran `kill`: an ancestor that
+        // sent the signal without having received one. ptrace knows the
+        // `kill` by pid only once it is gone: someone outside the tree.
+        if via == "tracefs" {
+            assert_eq!(v["kind"], "parent-forward", "{v}");
+            assert_eq!(v["root_cause"]["pid"], std::process::id(), "{v}");
+        } else {
+            assert!(
+                v["kind"] == "parent-forward" || v["kind"] == "manual-kill",
+                "{v}"
+            );
+        }
+    }
+}

@@ -388,7 +388,8 @@ fn broken_pipe(
 mod tests {
     use super::*;
     use crate::analysis::fixture::egg_snapshot;
-    use crate::event::RawEvent;
+    use crate::event::{RawEvent, RawSignal};
+    use crate::model::Tid;
     use crate::trace::tracefs_parse::{ClockOffset, TraceClock, parse_event};
     use crate::watch::enrich;
     use crate::watch::record::ExitRecord;
@@ -472,5 +473,89 @@ mod tests {
         );
         assert_eq!(found[0].kind, VerdictKind::Supervisor, "{:#?}", found[0]);
         assert_eq!(found[0].root_cause.as_ref().unwrap().pid, Pid(20490));
+    }
+
+    fn raw(signal: Signal, code: SigCode, sender: Option<i32>, target: i32, t: i64) -> RawSignal {
+        RawSignal {
+            time: DateTime::<Utc>::from_timestamp(1_700_000_000 + t, 0).unwrap(),
+            signal,
+            code,
+            result: crate::event::Delivery::Delivered,
+            group: true,
+            sender_tid: sender.map(Tid),
+            sender_pid: sender.map(Pid),
+            sender_comm: None,
+            target_tid: Tid(target),
+            target_comm: "node".into(),
+            value: None,
+            via: crate::event::Via::Tracefs,
+        }
+    }
+
+    /// One signal to the worker 20568, which then dies a second later.
+    fn verdict_of(raw_signal: RawSignal, ctx: &Context) -> VerdictRecord {
+        let mut table = LiveTable::new(egg_snapshot());
+        let rec = enrich(&raw_signal, &mut table);
+        let exit = ExitRecord::new(rec.time + Duration::seconds(1), Pid(20568), None);
+        verdicts(&[rec], &[exit], &[Pid(20568)], &mut table, ctx)
+            .pop()
+            .expect("a verdict")
+    }
+
+    #[test]
+    fn a_kernel_sigkill_during_an_oom_kill_is_oom_kill() {
+        let ctx = Context {
+            oom_kills: 1,
+            ..Context::default()
+        };
+        let v = verdict_of(
+            raw(Signal::KILL, SigCode::Kernel, Some(20553), 20568, 0),
+            &ctx,
+        );
+        assert_eq!(v.kind, VerdictKind::OomKill, "{v:#?}");
+        // Without the OOM counter rising it is not called an OOM kill.
+        let v = verdict_of(
+            raw(Signal::KILL, SigCode::Kernel, Some(20553), 20568, 0),
+            &Context::default(),
+        );
+        assert_ne!(v.kind, VerdictKind::OomKill);
+    }
+
+    #[test]
+    fn a_kernel_sighup_is_a_terminal_hangup() {
+        let v = verdict_of(
+            raw(Signal::HUP, SigCode::Kernel, None, 20568, 0),
+            &Context::default(),
+        );
+        assert_eq!(v.kind, VerdictKind::TerminalHangup, "{v:#?}");
+    }
+
+    #[test]
+    fn sigpipe_in_its_own_context_is_a_broken_pipe_naming_the_reader() {
+        let v = verdict_of(
+            raw(Signal::PIPE, SigCode::User, Some(20568), 20568, 0),
+            &incident_context(),
+        );
+        assert_eq!(v.kind, VerdictKind::BrokenPipe, "{v:#?}");
+        assert_eq!(v.root_cause.unwrap().pid, Pid(20501));
+    }
+
+    #[test]
+    fn an_unrelated_sender_is_a_manual_kill_and_an_ancestor_a_parent_forward() {
+        // PM2 is an ancestor but a supervisor: checked elsewhere. The
+        // agent is a sibling of the worker: unrelated to its ancestry.
+        let v = verdict_of(
+            raw(Signal::TERM, SigCode::User, Some(20553), 20568, 0),
+            &Context::default(),
+        );
+        assert_eq!(v.kind, VerdictKind::ManualKill, "{v:#?}");
+        assert_eq!(v.chain, vec![Pid(20553), Pid(20568)]);
+        // The master decides on its own to stop its worker.
+        let v = verdict_of(
+            raw(Signal::TERM, SigCode::User, Some(20537), 20568, 0),
+            &Context::default(),
+        );
+        assert_eq!(v.kind, VerdictKind::ParentForward, "{v:#?}");
+        assert_eq!(v.root_cause.unwrap().pid, Pid(20537));
     }
 }
