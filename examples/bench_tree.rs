@@ -1,6 +1,7 @@
 //! Compares `ptree` (default view and `--ps`) with `ps axjf` on a machine
 //! carrying N extra sleeping processes, in the same run: median wall time
-//! ratios and peak memory.
+//! ratios and peak memory; and `ptree doctor --sample 0` with the default
+//! view it builds on.
 //!
 //!     cargo build --release && cargo run --release --example bench_tree -- 1000 2000 10000
 //!
@@ -86,9 +87,9 @@ fn main() {
         "{bin} missing: run `cargo build --release` first"
     );
     println!(
-        "| sleepers | processes | ps axjf | ptree | ptree --ps | ptree ÷ ps | --ps ÷ ps | peak RSS ps / ptree / --ps (KiB) |"
+        "| sleepers | processes | ps axjf | ptree | ptree --ps | ptree ÷ ps | --ps ÷ ps | peak RSS ps / ptree / --ps (KiB) | doctor --sample 0 | doctor ÷ ptree |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     for n in sizes {
         let _sleepers = start_sleepers(n);
         std::thread::sleep(Duration::from_millis(500));
@@ -101,7 +102,7 @@ fn main() {
                 .count()
             })
             .unwrap_or(0);
-        let (mut ps, mut pt, mut pp) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ps, mut pt, mut pp, mut dr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut ps_rss, mut pt_rss, mut pp_rss) = (0, 0, 0);
         // Warm the caches once, then interleave so drift hits all alike.
         measure("ps", &["axjf"]);
@@ -116,15 +117,19 @@ fn main() {
             let (t, r) = measure(&bin, &["--ps"]);
             pp.push(t);
             pp_rss = pp_rss.max(r);
+            let (t, _) = measure(&bin, &["doctor", "--sample", "0"]);
+            dr.push(t);
         }
-        let (ps, pt, pp) = (median(ps), median(pt), median(pp));
+        let (ps, pt, pp, dr) = (median(ps), median(pt), median(pp), median(dr));
         println!(
-            "| {n} | {total} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {:.2}× | {ps_rss} / {pt_rss} / {pp_rss} |",
+            "| {n} | {total} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {:.2}× | {ps_rss} / {pt_rss} / {pp_rss} | {:.1} ms | {:.2}× |",
             ps.as_secs_f64() * 1e3,
             pt.as_secs_f64() * 1e3,
             pp.as_secs_f64() * 1e3,
             pt.as_secs_f64() / ps.as_secs_f64(),
             pp.as_secs_f64() / ps.as_secs_f64(),
+            dr.as_secs_f64() * 1e3,
+            dr.as_secs_f64() / pt.as_secs_f64(),
         );
     }
 }

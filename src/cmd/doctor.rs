@@ -12,6 +12,7 @@ use clap::Args;
 use crate::analysis::select::Selection;
 use crate::analysis::tree::rows;
 use crate::cmd::{FAILED, OK, write_stdout};
+use crate::diagnose::hygiene::meant_as_daemon;
 use crate::diagnose::{
     DOCTOR_SCHEMA, DoctorDoc, Finding, Input, Measurements, Rate, Severity, diagnose,
 };
@@ -250,7 +251,31 @@ pub fn run(args: &DoctorArgs) -> Result<u8, Error> {
         args.title.as_deref(),
         args.exact,
     )?;
-    let view = View::read(&sel, Depth::Full(Details::ALL), false)?;
+    // Read what the tree view reads (stdout, stderr and their peers), then
+    // stdin, exe and cwd only where a finding looks at them: daemons and
+    // the readers of outputs. On a whole machine this keeps doctor at the
+    // cost of the tree view.
+    let mut view = View::read(
+        &sel,
+        Depth::Full(Details {
+            stdout: true,
+            stderr: true,
+            ..Details::default()
+        }),
+        false,
+    )?;
+    let mut more: Vec<Pid> = Vec::new();
+    for p in &view.snapshot.processes {
+        if meant_as_daemon(&view.snapshot, &view.roles, p) {
+            more.push(p.pid);
+        }
+    }
+    for ((_, _), peers) in &view.peers.by_fd {
+        more.extend(peers.iter().map(|x| x.pid));
+    }
+    more.sort();
+    more.dedup();
+    proc::fill_details(&mut view.snapshot, &more, Details::ALL);
     if view.matched.is_empty() && sel != Selection::All {
         return Err(Error::Usage("no process matches the selection".into()));
     }

@@ -5,23 +5,23 @@
 use serde_json::json;
 
 use crate::analysis::roles::Role;
+use crate::analysis::roles::Roles;
 use crate::diagnose::{Finding, Input, Severity};
-use crate::model::{FdTarget, Pid, Process};
+use crate::model::{FdTarget, Pid, Process, Snapshot};
 
 /// Whether `p` is meant to run detached: it says `--daemon`, it was
 /// adopted by PID 1 or sits right under a supervisor, or it is an Egg
 /// master whose launcher is gone.
-fn meant_as_daemon(input: &Input<'_>, p: &Process) -> bool {
+pub fn meant_as_daemon(snapshot: &Snapshot, roles: &Roles, p: &Process) -> bool {
     if p.is_kernel_thread() || p.is_zombie() || p.pid == Pid::INIT {
         return false;
     }
     let says_daemon = p.argv.lossy().iter().any(|a| a == "--daemon");
     let adopted = p.ppid == Pid::INIT;
-    let supervised = input
-        .snapshot
+    let supervised = snapshot
         .parent(p.pid)
-        .is_some_and(|pp| input.roles.of(pp.pid) == Role::Supervisor);
-    let role = input.roles.of(p.pid);
+        .is_some_and(|pp| roles.of(pp.pid) == Role::Supervisor);
+    let role = roles.of(p.pid);
     says_daemon
         || ((adopted || supervised) && role != Role::Other)
         || (role == Role::Master && adopted)
@@ -38,7 +38,7 @@ pub fn daemon_hygiene(input: &Input<'_>) -> Vec<Finding> {
         let Some(p) = input.snapshot.get(pid) else {
             continue;
         };
-        if !meant_as_daemon(input, p) {
+        if !meant_as_daemon(input.snapshot, input.roles, p) {
             continue;
         }
         let name = format!("{} {}", pid, p.argv.display());
