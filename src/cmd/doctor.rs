@@ -13,6 +13,7 @@ use crate::analysis::select::Selection;
 use crate::analysis::tree::rows;
 use crate::cmd::{FAILED, OK, write_stdout};
 use crate::diagnose::hygiene::meant_as_daemon;
+use crate::diagnose::maxbuffer::is_node_process;
 use crate::diagnose::{
     DOCTOR_SCHEMA, DoctorDoc, Finding, Input, Measurements, Rate, Severity, diagnose,
 };
@@ -126,8 +127,11 @@ pub fn findings(view: &View, sample: Duration) -> Vec<Finding> {
             readers.extend(view.peers.of(p, fd).iter().map(|x| x.pid));
         }
     }
+    // Only Node readers matter, and running a binary costs a fork and an
+    // exec: skip every reader that is not Node.
     for r in readers {
-        if let Some(v) = node_version(r) {
+        let looks_node = view.snapshot.get(r).is_some_and(is_node_process);
+        if looks_node && let Some(v) = node_version(r) {
             measured.node_versions.insert(r, v);
         }
     }

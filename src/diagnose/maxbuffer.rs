@@ -86,10 +86,9 @@ fn channels(input: &Input<'_>) -> BTreeMap<u64, Channel> {
     out
 }
 
-fn is_node(input: &Input<'_>, pid: Pid) -> bool {
-    let Some(p) = input.snapshot.get(pid) else {
-        return false;
-    };
+/// Whether a process runs Node: its comm (`node`, or a PM2 retitle like
+/// `node /srv/stee`) or its executable says so.
+pub fn is_node_process(p: &crate::model::Process) -> bool {
     let comm = p.comm_lossy();
     let exe_is_node = p
         .exe
@@ -97,6 +96,10 @@ fn is_node(input: &Input<'_>, pid: Pid) -> bool {
         .and_then(|e| e.file_name())
         .is_some_and(|n| n.to_string_lossy().starts_with("node"));
     comm == "node" || comm.starts_with("node ") || exe_is_node
+}
+
+fn is_node(input: &Input<'_>, pid: Pid) -> bool {
+    input.snapshot.get(pid).is_some_and(is_node_process)
 }
 
 fn describe(input: &Input<'_>, pid: Pid) -> String {

@@ -207,15 +207,18 @@ pub fn resolve(snapshot: &Snapshot, shown: &[Pid]) -> Peers {
         let rest: Vec<Pid> = shown
             .iter()
             .copied()
+            .filter(|p| snapshot.get(*p).is_some_and(|x| !x.is_kernel_thread()))
             .filter(|p| scanned.insert(*p))
             .collect();
         scan_holders(rest, &missing, &mut holders);
         missing = unresolved(&holders);
     }
     if !missing.is_empty() {
+        // Kernel threads hold no fds.
         let rest: Vec<Pid> = snapshot
             .processes
             .iter()
+            .filter(|p| !p.is_kernel_thread())
             .map(|p| p.pid)
             .filter(|p| scanned.insert(*p))
             .collect();
