@@ -282,6 +282,36 @@ pub struct Process {
 }
 
 impl Process {
+    /// A process known only by its pid: seen in an event before any
+    /// snapshot or `/proc` read described it.
+    pub fn unknown(pid: Pid) -> Process {
+        Process {
+            pid,
+            ppid: Pid::NONE,
+            pgid: Pgid(0),
+            sid: Pid(0),
+            tty_nr: 0,
+            tpgid: -1,
+            state: '?',
+            flags: 0,
+            nice: 0,
+            threads: 1,
+            cpu_ticks: 0,
+            start_ticks: 0,
+            start_time: DateTime::<Utc>::UNIX_EPOCH,
+            comm: Vec::new(),
+            argv: Argv::default(),
+            uid: None,
+            vm_locked: false,
+            signals: None,
+            exe: None,
+            cwd: None,
+            cwd_dev: None,
+            root_dev: None,
+            fds: None,
+        }
+    }
+
     pub fn is_kernel_thread(&self) -> bool {
         self.flags & PF_KTHREAD != 0
     }

@@ -30,7 +30,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{AuditProcess, AuditSignal, AuditTarget, Proctitle};
 use crate::event::Signal;
-use crate::model::{Argv, Pgid, Pid, Process, Snapshot};
+use crate::model::{Argv, Pid, Process, Snapshot};
 use crate::watch::enrich;
 use crate::watch::record::{ExitRecord, SignalRecord, VerdictKind, VerdictRecord};
 use crate::watch::table::LiveTable;
@@ -365,30 +365,10 @@ impl Sighting<'_> {
 /// A process known only from the log: no parent, no command line yet.
 fn unknown(pid: Pid, seen: DateTime<Utc>) -> Process {
     Process {
-        pid,
-        ppid: Pid::NONE,
-        pgid: Pgid(0),
-        sid: Pid(0),
-        tty_nr: 0,
-        tpgid: -1,
         // Not running now, as far as ptree knows.
         state: 'X',
-        flags: 0,
-        nice: 0,
-        threads: 1,
-        cpu_ticks: 0,
-        start_ticks: 0,
         start_time: seen,
-        comm: Vec::new(),
-        argv: Argv::default(),
-        uid: None,
-        vm_locked: false,
-        signals: None,
-        exe: None,
-        cwd: None,
-        cwd_dev: None,
-        root_dev: None,
-        fds: None,
+        ..Process::unknown(pid)
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::model::{Argv, Pgid, Pid, Process, Snapshot, Tid};
+use crate::model::{Argv, Pid, Process, Snapshot, Tid};
 
 /// How long an exited process stays known: events are read a fraction of
 /// a second after they happen, so a sender's exited parent is still there.
@@ -92,7 +92,7 @@ impl MachineTable {
     pub fn fork(&mut self, time: DateTime<Utc>, parent: Pid, child: Pid, comm: &str) {
         let mut process = match self.procs.get(&parent) {
             Some(k) => k.process.clone(),
-            None => blank(parent),
+            None => Process::unknown(parent),
         };
         process.pid = child;
         process.ppid = parent;
@@ -112,7 +112,7 @@ impl MachineTable {
 
     pub fn exec(&mut self, pid: Pid, argv: Argv, filename: &str) {
         let known = self.procs.entry(pid).or_insert_with(|| Known {
-            process: blank(pid),
+            process: Process::unknown(pid),
             exited_at: None,
         });
         known.process.argv = argv;
@@ -167,35 +167,6 @@ impl MachineTable {
             cur = p;
         }
         out
-    }
-}
-
-/// A process known only by pid.
-pub fn blank(pid: Pid) -> Process {
-    Process {
-        pid,
-        ppid: Pid::NONE,
-        pgid: Pgid(0),
-        sid: Pid(0),
-        tty_nr: 0,
-        tpgid: -1,
-        state: '?',
-        flags: 0,
-        nice: 0,
-        threads: 1,
-        cpu_ticks: 0,
-        start_ticks: 0,
-        start_time: DateTime::<Utc>::UNIX_EPOCH,
-        comm: Vec::new(),
-        argv: Argv::default(),
-        uid: None,
-        vm_locked: false,
-        signals: None,
-        exe: None,
-        cwd: None,
-        cwd_dev: None,
-        root_dev: None,
-        fds: None,
     }
 }
 

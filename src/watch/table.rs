@@ -115,7 +115,7 @@ impl LiveTable {
                 }
                 let mut process = match self.entries.get(&parent) {
                     Some(e) => e.process.clone(),
-                    None => blank(parent),
+                    None => Process::unknown(parent),
                 };
                 process.pid = child;
                 process.ppid = parent;
@@ -141,7 +141,7 @@ impl LiveTable {
                 let argv =
                     argv_of(*pid).unwrap_or_else(|| Argv(vec![filename.as_bytes().to_vec()]));
                 let entry = self.entries.entry(*pid).or_insert_with(|| Entry {
-                    process: blank(*pid),
+                    process: Process::unknown(*pid),
                     exited_at: None,
                 });
                 entry.process.argv = argv;
@@ -256,36 +256,6 @@ impl LiveTable {
             .collect();
         v.sort();
         v
-    }
-}
-
-/// A process known only by pid (it appeared in an event before the table
-/// ever saw it).
-fn blank(pid: Pid) -> Process {
-    Process {
-        pid,
-        ppid: Pid::NONE,
-        pgid: crate::model::Pgid(0),
-        sid: Pid(0),
-        tty_nr: 0,
-        tpgid: -1,
-        state: '?',
-        flags: 0,
-        nice: 0,
-        threads: 1,
-        cpu_ticks: 0,
-        start_ticks: 0,
-        start_time: DateTime::<Utc>::UNIX_EPOCH,
-        comm: Vec::new(),
-        argv: Argv::default(),
-        uid: None,
-        vm_locked: false,
-        signals: None,
-        exe: None,
-        cwd: None,
-        cwd_dev: None,
-        root_dev: None,
-        fds: None,
     }
 }
 
