@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use ptree::analysis::roles::Role;
 use ptree::analysis::select::Selection;
 use ptree::analysis::title::TitleMatch;
+use ptree::cli::SelectArgs;
 use ptree::cmd::doctor::DoctorArgs;
 use ptree::cmd::who_killed::{ViaChoice, WhoKilledArgs};
 use ptree::diagnose::Severity;
@@ -119,10 +120,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     banner(&format!("ptree doctor --title {TITLE} --exact"));
     let doctor = DoctorArgs {
-        pattern: None,
-        pids: Vec::new(),
-        title: Some(TITLE.into()),
-        exact: true,
+        select: SelectArgs {
+            title: Some(TITLE.into()),
+            exact: true,
+            ..SelectArgs::default()
+        },
         sample: Duration::from_secs(2),
         json: false,
         fail_on: Severity::Warn,

@@ -80,20 +80,38 @@ pub enum Command {
     Man,
 }
 
-/// Arguments of the tree view.
-#[derive(Debug, Args)]
-pub struct TreeArgs {
-    /// Show processes whose command line contains this text (like pgrep -f).
+/// Which processes to look at: the tree view's and doctor's selection.
+#[derive(Debug, Default, Args)]
+pub struct SelectArgs {
+    /// Processes whose command line contains this text (like pgrep -f).
     pub pattern: Option<String>,
-    /// Show this process, its ancestors and its descendants (repeatable).
+    /// This process, its ancestors and its descendants (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<i32>,
-    /// Show the Egg deployment with this title (prefix match).
+    /// The Egg deployment with this title (prefix match).
     #[arg(long, value_name = "T")]
     pub title: Option<String>,
     /// Match --title exactly, as `egg-scripts stop` does.
     #[arg(long, requires = "title")]
     pub exact: bool,
+}
+
+impl SelectArgs {
+    pub fn selection(&self) -> Result<Selection, Error> {
+        Selection::from_parts(
+            self.pattern.as_deref(),
+            &self.pids,
+            self.title.as_deref(),
+            self.exact,
+        )
+    }
+}
+
+/// Arguments of the tree view.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Print exactly ps axjf's columns and nothing else.
     #[arg(long, conflicts_with = "format")]
     pub ps: bool,
@@ -109,15 +127,6 @@ pub struct TreeArgs {
 }
 
 impl TreeArgs {
-    pub fn selection(&self) -> Result<Selection, Error> {
-        Selection::from_parts(
-            self.pattern.as_deref(),
-            &self.pids,
-            self.title.as_deref(),
-            self.exact,
-        )
-    }
-
     pub fn color(&self) -> bool {
         match self.color {
             ColorChoice::Always => true,

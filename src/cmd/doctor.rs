@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::analysis::select::Selection;
 use crate::analysis::tree::rows;
+use crate::cli::SelectArgs;
 use crate::cmd::{FAILED, OK, write_stdout};
 use crate::diagnose::hygiene::meant_as_daemon;
 use crate::diagnose::maxbuffer::is_node_process;
@@ -32,17 +33,8 @@ pub const EXAMPLES: &str = "Examples:
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Processes whose command line contains this text.
-    pub pattern: Option<String>,
-    /// This process with its ancestors and subtree (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pub pids: Vec<i32>,
-    /// The Egg deployment with this title (prefix).
-    #[arg(long, value_name = "T")]
-    pub title: Option<String>,
-    /// Match --title exactly.
-    #[arg(long, requires = "title")]
-    pub exact: bool,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// How long to measure log rates and CPU (0 to skip).
     #[arg(long, value_parser = parse_duration, default_value = "2s", value_name = "DUR")]
     pub sample: Duration,
@@ -249,12 +241,7 @@ fn human(findings: &[Finding]) -> String {
 }
 
 pub fn run(args: &DoctorArgs) -> Result<u8, Error> {
-    let sel = Selection::from_parts(
-        args.pattern.as_deref(),
-        &args.pids,
-        args.title.as_deref(),
-        args.exact,
-    )?;
+    let sel = args.select.selection()?;
     // Read what the tree view reads (stdout, stderr and their peers), then
     // stdin, exe and cwd only where a finding looks at them: daemons and
     // the readers of outputs. On a whole machine this keeps doctor at the

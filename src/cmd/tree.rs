@@ -9,7 +9,7 @@ use crate::view::{Depth, View};
 
 /// Runs the tree view and writes it to stdout.
 pub fn run(cli: &TreeArgs) -> Result<u8, Error> {
-    let selection = cli.selection()?;
+    let selection = cli.select.selection()?;
     let depth = if cli.ps {
         Depth::Ps
     } else {
