@@ -63,7 +63,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -739,14 +739,9 @@ impl RateInstance {
         };
         let mut total = 0;
         while total < MAX_READ_PER_CALL {
-            match pipe.read(&mut self.chunk) {
+            match tracefs::read_some(pipe, &mut self.chunk, &mut self.partial) {
                 Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    self.partial.extend_from_slice(&self.chunk[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => total += n,
                 Err(e) => {
                     let path = self.dir.join("trace_pipe");
                     return Err(tracefs_error(path.display().to_string(), &e));

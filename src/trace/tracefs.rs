@@ -376,14 +376,9 @@ impl TraceInstance {
             let Some(pipe) = self.pipe.as_mut() else {
                 break;
             };
-            match pipe.read(&mut self.chunk) {
+            match read_some(pipe, &mut self.chunk, &mut self.partial) {
                 Ok(0) => break,
-                Ok(n) => {
-                    total += n;
-                    self.partial.extend_from_slice(&self.chunk[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Ok(n) => total += n,
                 Err(e) => {
                     let path = self.dir.join("trace_pipe");
                     return Err(tracefs_error(path.display().to_string(), &e));
@@ -547,6 +542,30 @@ fn open_cpu_stats(per_cpu: &Path) -> Vec<File> {
         .filter(|e| e.file_name().as_bytes().starts_with(b"cpu"))
         .filter_map(|e| File::open(e.path().join("stats")).ok())
         .collect()
+}
+
+/// One non-blocking read of a `trace_pipe`, appended to `partial`: the
+/// bytes read, 0 when there is nothing now (end, would block, interrupted).
+pub(crate) fn read_some(
+    pipe: &mut File,
+    chunk: &mut [u8],
+    partial: &mut Vec<u8>,
+) -> io::Result<usize> {
+    match pipe.read(chunk) {
+        Ok(n) => {
+            partial.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn tracefs_error(what: impl Into<String>, e: &io::Error) -> Error {
