@@ -808,16 +808,7 @@ fn take_lines(partial: &mut Vec<u8>, tally: &mut Tally) {
 }
 
 fn tracefs_error(what: impl Into<String>, e: &io::Error) -> Error {
-    let hint = match e.raw_os_error() {
-        Some(libc::EACCES | libc::EPERM) => Some(HINT_PERMISSION),
-        Some(libc::ENODEV) => Some(HINT_MISSING),
-        _ => None,
-    };
-    Error::Tracefs {
-        what: what.into(),
-        message: e.to_string(),
-        hint,
-    }
+    tracefs::hinted_error(what, e, HINT_PERMISSION, HINT_MISSING)
 }
 
 #[cfg(test)]

@@ -569,9 +569,20 @@ pub(crate) fn read_some(
 }
 
 fn tracefs_error(what: impl Into<String>, e: &io::Error) -> Error {
+    hinted_error(what, e, HINT_PERMISSION, HINT_MISSING)
+}
+
+/// A tracefs I/O error with the hint its errno calls for: `permission`
+/// when not allowed, `missing` when the kernel lacks the events (ENODEV).
+pub(crate) fn hinted_error(
+    what: impl Into<String>,
+    e: &io::Error,
+    permission: &'static str,
+    missing: &'static str,
+) -> Error {
     let hint = match e.raw_os_error() {
-        Some(libc::EACCES | libc::EPERM) => Some(HINT_PERMISSION),
-        Some(libc::ENODEV) => Some(HINT_MISSING),
+        Some(libc::EACCES | libc::EPERM) => Some(permission),
+        Some(libc::ENODEV) => Some(missing),
         _ => None,
     };
     Error::Tracefs {
