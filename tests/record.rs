@@ -54,17 +54,7 @@ impl Recorder {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ptree record");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = err.read_line(&mut line).expect("stderr line");
-            seen.push_str(&line);
-            if line.contains("recording") {
-                break;
-            }
-            assert!(n > 0, "ptree record ended before recording: {seen}");
-        }
+        let (mut err, _) = await_stderr(&mut child, "recording");
         // Keep draining stderr so the recorder never blocks on it.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -38,17 +38,7 @@ impl Watch {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start who-killed");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = err.read_line(&mut line).expect("stderr line");
-            seen.push_str(&line);
-            if line.contains("watching") {
-                break;
-            }
-            assert!(n > 0, "who-killed ended before watching: {seen}");
-        }
+        let (mut err, _) = await_stderr(&mut child, "watching");
         // Keep draining stderr so the watcher never blocks on it.
         std::thread::spawn(move || {
             let mut rest = String::new();

@@ -136,6 +136,28 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Reads a child's stderr line by line until one contains `needle` (a
+/// long-running command saying it is ready); panics with what it said if
+/// stderr ends first. Returns the reader, for the caller to keep draining,
+/// and the lines read so far.
+pub fn await_stderr(
+    child: &mut Child,
+    needle: &str,
+) -> (std::io::BufReader<std::process::ChildStderr>, String) {
+    use std::io::BufRead;
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = err.read_line(&mut line).expect("stderr line");
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return (err, seen);
+        }
+        assert!(n > 0, "ended before saying {needle:?}: {seen}");
+    }
+}
+
 /// The built ptree binary.
 pub fn ptree_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ptree"))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::ptree_bin;
+use crate::common::{await_stderr, ptree_bin};
 
 pub struct WhoKilled {
     child: Child,
@@ -51,17 +51,7 @@ impl WhoKilled {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start who-killed");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            let n = err.read_line(&mut line).expect("who-killed stderr");
-            seen.push_str(&line);
-            if line.contains("watching") {
-                break;
-            }
-            assert!(n > 0, "who-killed ended before watching: {seen}");
-        }
+        let (mut err, seen) = await_stderr(&mut child, "watching");
         let stderr = Arc::new(Mutex::new(seen));
         let sink = Arc::clone(&stderr);
         std::thread::spawn(move || {
