@@ -129,7 +129,14 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// The machine's clock facts, read from `/proc/stat` once per run: they
+    /// do not change while ptree runs, and per-process reads (`read_one`
+    /// in watch loops) would otherwise re-read them every time.
     pub fn read() -> Result<Clock, Error> {
+        static CLOCK: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+        if let Some(c) = CLOCK.get() {
+            return Ok(*c);
+        }
         let ticks_per_second = procfs::ticks_per_second();
         let boot_secs = procfs::boot_time_secs().map_err(|e| Error::Proc {
             what: "/proc/stat btime".into(),
@@ -139,10 +146,10 @@ impl Clock {
             .timestamp_opt(boot_secs as i64, 0)
             .single()
             .unwrap_or_default();
-        Ok(Clock {
+        Ok(*CLOCK.get_or_init(|| Clock {
             ticks_per_second,
             boot_time,
-        })
+        }))
     }
 
     pub fn start_time(&self, start_ticks: u64) -> DateTime<Utc> {
