@@ -27,7 +27,7 @@ fn demo(tree: &mut Tree, title: &str, start: &str, rate: u64) -> (Value, u32) {
         let doc = ptree_json(&["--title", title, "--format", "json"]);
         (nodes(&doc).iter().filter(|n| n["role"] == "worker").count() == 2).then_some(doc)
     });
-    (doc, sup)
+    (under(&doc, sup), sup)
 }
 
 fn pid_of(doc: &Value, role: &str) -> u32 {
@@ -295,7 +295,12 @@ fn a_daemonized_master_passes_detached_and_pipe_checks() {
         (nodes(&doc).iter().filter(|n| n["role"] == "worker").count() == 2).then_some(doc)
     });
     // The daemon left the demo's process group: end it through its pid.
-    let master = pid_of(&doc, "master");
+    let master = nodes(&doc)
+        .into_iter()
+        .find(|n| n["role"] == "master" && n["title"] == title)
+        .unwrap_or_else(|| panic!("no master titled {title} in {doc}"))["pid"]
+        .as_u64()
+        .unwrap() as u32;
     tree.adopt(master as i32);
     let (code, out, _) = ptree(&[
         "check",

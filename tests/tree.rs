@@ -117,27 +117,34 @@ fn roles_titles_and_socket_peers_of_an_egg_tree() {
         let workers = nodes(&doc).iter().filter(|n| n["role"] == "worker").count();
         (workers == 2).then_some(doc)
     });
-    let all = nodes(&doc);
+    let ours = nodes(&under(&doc, sup));
     let by_role = |r: &str| -> Vec<serde_json::Value> {
-        all.iter().filter(|n| n["role"] == r).cloned().collect()
+        let found: Vec<_> = ours.iter().filter(|n| n["role"] == r).cloned().collect();
+        assert!(!found.is_empty(), "no {r} under {sup}: {doc}");
+        found
     };
     let supervisor = &by_role("supervisor")[0];
     assert_eq!(supervisor["pid"], sup);
     let wrapper = &by_role("wrapper")[0];
-    assert_eq!(wrapper["ppid"], sup);
+    assert_eq!(wrapper["ppid"], sup, "{doc}");
     let shell = &by_role("shell")[0];
-    assert_eq!(shell["ppid"], wrapper["pid"]);
+    assert_eq!(shell["ppid"], wrapper["pid"], "{doc}");
     let launcher = &by_role("launcher")[0];
-    assert_eq!(launcher["ppid"], shell["pid"]);
+    assert_eq!(launcher["ppid"], shell["pid"], "{doc}");
     let master = &by_role("master")[0];
-    assert_eq!(master["ppid"], launcher["pid"]);
+    assert_eq!(master["ppid"], launcher["pid"], "{doc}");
     assert_eq!(master["title"], "egg-server-tree-test");
     let agent = &by_role("agent")[0];
-    assert_eq!(agent["ppid"], master["pid"]);
+    assert_eq!(agent["ppid"], master["pid"], "{doc}");
     for w in by_role("worker") {
-        assert_eq!(w["ppid"], master["pid"]);
+        assert_eq!(w["ppid"], master["pid"], "{doc}");
         assert_eq!(w["title"], "egg-server-tree-test");
     }
+    // Exactly one of each under the supervisor, and nothing unclassified.
+    for (role, count) in [("wrapper", 1), ("shell", 1), ("launcher", 1), ("master", 1)] {
+        assert_eq!(by_role(role).len(), count, "{role}: {doc}");
+    }
+    assert_eq!(ours.len(), 8, "{doc}");
     // Node gives exec()'s child a socket pair: the master writes into it,
     // the wrapper reads it.
     for n in [master, agent, launcher] {

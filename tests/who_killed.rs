@@ -316,12 +316,12 @@ fn a_forwarded_chain_leads_to_its_origin() {
     let mut tree = Tree::new();
     // The demo's launcher forwards SIGTERM to the master, which sends it to
     // the agent and each worker: three levels.
-    let _sup = start_egg_demo(&mut tree, "egg-server-chain", "spawn", 0);
+    let sup = start_egg_demo(&mut tree, "egg-server-chain", "spawn", 0);
     let doc = wait_for("the workers", Duration::from_secs(30), || {
         let doc = ptree_json(&["--title", "egg-server-chain", "--format", "json"]);
         (nodes(&doc).iter().filter(|n| n["role"] == "worker").count() == 2).then_some(doc)
     });
-    let all = nodes(&doc);
+    let all = nodes(&under(&doc, sup));
     let launcher = all.iter().find(|n| n["role"] == "launcher").unwrap()["pid"].clone();
     let master = all.iter().find(|n| n["role"] == "master").unwrap()["pid"].clone();
     let watch = Watch::start(&["--title", "egg-server-chain", "--json", "--timeout", "30s"]);

@@ -230,3 +230,12 @@ pub fn nodes(doc: &serde_json::Value) -> Vec<serde_json::Value> {
 pub fn node(doc: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
     nodes(doc).into_iter().find(|n| n["pid"] == pid)
 }
+
+/// The part of a tree document under `pid`, as a document of its own. The
+/// full view also holds the test's own ancestors, and whatever runs the
+/// tests may itself look like a wrapper or a supervisor: a test that
+/// looks for roles looks only under the processes it started.
+pub fn under(doc: &serde_json::Value, pid: u32) -> serde_json::Value {
+    let root = node(doc, pid).unwrap_or_else(|| panic!("no process {pid} in {doc}"));
+    serde_json::json!({ "roots": [root] })
+}

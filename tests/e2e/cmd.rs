@@ -33,7 +33,30 @@ impl Ran {
 
 /// Runs `cmd` in its own process group with stdio to `log`; at `timeout`
 /// the whole group is SIGKILLed.
+///
+/// npm hands its settings to every child in lower-case `npm_*` variables:
+/// when the tests themselves run under npm (`npm test`, `npm exec -c`), the
+/// deployment's own `npx` would take this checkout as its project and the
+/// outer command (`npm_config_call`) as its own. They are not passed on,
+/// except those that say how to reach the registry.
 pub fn run_bounded(cmd: &mut Command, log: &Path, timeout: Duration) -> Ran {
+    const KEEP: &[&str] = &[
+        "npm_config_registry",
+        "npm_config_cafile",
+        "npm_config_ca",
+        "npm_config_proxy",
+        "npm_config_https_proxy",
+        "npm_config_noproxy",
+        "npm_config_strict_ssl",
+        "npm_config_cache",
+        "npm_config_userconfig",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if (name.starts_with("npm_") && !KEEP.contains(&name.as_ref())) || name == "INIT_CWD" {
+            cmd.env_remove(&key);
+        }
+    }
     let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
     let err = out.try_clone().expect("clone log fd");
     cmd.process_group(0)
