@@ -1,7 +1,7 @@
 //! `ptree who-killed PID --audit-log FILE` against `ausearch -if FILE -p
 //! PID` on the same large log: the real commands, best of five runs each.
 //!
-//!     cargo build --release && cargo run --release --example bench_audit_log -- [MB]
+//!     cargo build --release && cargo run --release --example bench_audit_log -- [MB] [--keep]
 //!
 //! The log (MB megabytes, default 200) repeats the recorded fixture events
 //! with fresh serials, 10 ms apart, in time order as auditd writes them.
@@ -37,9 +37,19 @@ fn ptree_bin() -> PathBuf {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let megabytes: u64 = std::env::args().nth(1).map_or(Ok(200), |a| a.parse())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let megabytes: u64 = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map_or(Ok(200), |a| a.parse())?;
+    // `--keep` leaves the log in place for profiling (path printed below).
     let file = tempfile::NamedTempFile::new()?;
     let size = write_log(file.path(), megabytes * 1024 * 1024)?;
+    let file = if args.iter().any(|a| a == "--keep") {
+        Log::Kept(file.into_temp_path().keep()?)
+    } else {
+        Log::Temp(file)
+    };
     println!(
         "log: {:.1} MB, {}",
         size as f64 / 1e6,
@@ -85,6 +95,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// The benchmark's log: removed at the end unless asked to keep it.
+enum Log {
+    Temp(tempfile::NamedTempFile),
+    Kept(PathBuf),
+}
+
+impl Log {
+    fn path(&self) -> &Path {
+        match self {
+            Log::Temp(f) => f.path(),
+            Log::Kept(p) => p,
+        }
+    }
 }
 
 /// The best wall time and the best CPU time of [`RUNS`] runs of `f`,

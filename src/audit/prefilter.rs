@@ -363,8 +363,12 @@ impl Prefilter {
             node: header.node.unwrap_or_default().to_vec(),
             stamp: header.stamp.to_vec(),
         };
-        for (s, e) in self.look_back(start, &key) {
-            feed(scanner, &self.buf[s..e], out);
+        // The kernel writes an event's SYSCALL record first: nothing of it
+        // lies before one.
+        if header.kind != RecordKind::Syscall {
+            for (s, e) in self.look_back(start, &key) {
+                feed(scanner, &self.buf[s..e], out);
+            }
         }
         feed(scanner, line, out);
         if ends_event {
