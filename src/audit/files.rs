@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -55,11 +56,16 @@ pub fn default_log_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Every offset of an input.
+const WHOLE: Range<u64> = 0..u64::MAX;
+
 /// An input still to be read.
 enum Source {
     Path(PathBuf),
-    /// Standard input or any other stream, with a name for errors.
-    Reader(PathBuf, Box<dyn BufRead>),
+    /// Standard input or any other stream, with a name for errors, and
+    /// the offsets of it whose events are wanted (see
+    /// [`AuditLog::from_parts`]).
+    Reader(PathBuf, Box<dyn BufRead>, Range<u64>),
 }
 
 /// Signal events from several files (or streams) read in order as one
@@ -110,6 +116,7 @@ impl AuditLog {
         AuditLog::from_sources(VecDeque::from([Source::Reader(
             name.into(),
             Box::new(reader),
+            WHOLE,
         )]))
     }
 
@@ -123,7 +130,23 @@ impl AuditLog {
         AuditLog::from_sources(
             readers
                 .into_iter()
-                .map(|(name, reader)| Source::Reader(name, reader))
+                .map(|(name, reader)| Source::Reader(name, reader, WHOLE))
+                .collect(),
+        )
+    }
+
+    /// As [`AuditLog::from_readers`], for one part of a log read by
+    /// several threads: with a target pid, only the events whose first
+    /// record naming it lies in each stream's range of offsets are
+    /// yielded, though the bytes around it are read for the rest of them.
+    pub(crate) fn from_parts<I>(readers: I) -> AuditLog
+    where
+        I: IntoIterator<Item = (PathBuf, Box<dyn BufRead>, Range<u64>)>,
+    {
+        AuditLog::from_sources(
+            readers
+                .into_iter()
+                .map(|(name, reader, owned)| Source::Reader(name, reader, owned))
                 .collect(),
         )
     }
@@ -203,16 +226,21 @@ impl AuditLog {
 
     /// Opens the next source; `Err` for one that cannot be opened.
     fn open_next(&mut self) -> Option<Result<(), Error>> {
-        let (path, reader): (PathBuf, Box<dyn BufRead>) = match self.sources.pop_front()? {
-            Source::Path(path) => match File::open(&path) {
-                Ok(file) => (path, Box::new(BufReader::with_capacity(256 * 1024, file))),
-                Err(e) => return Some(Err(Error::io(path, e))),
-            },
-            Source::Reader(name, reader) => (name, reader),
-        };
+        let (path, reader, owned): (PathBuf, Box<dyn BufRead>, _) =
+            match self.sources.pop_front()? {
+                Source::Path(path) => match File::open(&path) {
+                    Ok(file) => (
+                        path,
+                        Box::new(BufReader::with_capacity(256 * 1024, file)),
+                        WHOLE,
+                    ),
+                    Err(e) => return Some(Err(Error::io(path, e))),
+                },
+                Source::Reader(name, reader, owned) => (name, reader, owned),
+            };
         self.scanner().next_input();
         if let Some(prefilter) = self.prefilter.as_mut() {
-            prefilter.next_input(self.format);
+            prefilter.next_input(self.format, owned);
         }
         self.current = Some((path, reader));
         Some(Ok(()))

@@ -30,6 +30,7 @@ mod event;
 mod files;
 mod group;
 mod interpreted;
+pub mod parallel;
 mod prefilter;
 pub mod record;
 pub mod replay;

@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::ops::Range;
 
 use memchr::memmem::Finder;
 use memchr::{memchr, memrchr};
@@ -106,6 +107,12 @@ pub(crate) struct Prefilter {
     line_no: u64,
     /// Inside a line too long to hold: skipped up to its newline.
     in_overlong: bool,
+    /// Where the current input's first byte is (or was) in `buf`:
+    /// negative once compaction has moved it out.
+    input_start: isize,
+    /// The offsets of the current input where a hit starts an event; see
+    /// [`Prefilter::next_input`].
+    owned: Range<u64>,
 }
 
 impl std::fmt::Debug for Prefilter {
@@ -153,12 +160,21 @@ impl Prefilter {
             done: VecDeque::new(),
             line_no: 0,
             in_overlong: false,
+            input_start: 0,
+            owned: 0..u64::MAX,
         }
     }
 
     /// A new input starts, in `format`. What was read of the previous one
     /// stays in the buffer to look back at: rotation may cut an event.
-    pub(crate) fn next_input(&mut self, format: Format) {
+    ///
+    /// Only hits at `owned` offsets of this input start an event; lines
+    /// outside it are still looked back at and followed into. One part of
+    /// a log split for threads (see `parallel.rs`) reads a margin on both
+    /// sides of its own bytes, so that the events it starts are whole.
+    pub(crate) fn next_input(&mut self, format: Format, owned: Range<u64>) {
+        self.input_start = self.len as isize;
+        self.owned = owned;
         self.mode = match format {
             Format::Auto => Mode::Detecting,
             Format::Raw => Mode::Skipping,
@@ -248,6 +264,7 @@ impl Prefilter {
         self.buf.copy_within(keep..self.len, 0);
         self.len -= keep;
         self.pos -= keep;
+        self.input_start -= keep as isize;
         self.hits_stale = true;
     }
 
@@ -286,12 +303,19 @@ impl Prefilter {
                             .map_or(self.pos, |i| self.pos + i + 1);
                     }
                     let (start, stop) = (self.pos, self.line_end(end));
-                    let is_hit = self.next_hit(start, end).is_some_and(|h| h < stop);
+                    let is_hit = self
+                        .next_hit(start, end)
+                        .is_some_and(|h| h < stop && self.owns(h));
                     self.pos = stop;
                     self.forward(start, stop, is_hit, scanner, out);
                 }
             }
         }
+    }
+
+    /// Whether a hit at `at` in the buffer may start an event.
+    fn owns(&self, at: usize) -> bool {
+        u64::try_from(at as isize - self.input_start).is_ok_and(|o| self.owned.contains(&o))
     }
 
     /// The end of the line at `pos`, past its newline.
@@ -486,7 +510,7 @@ mod tests {
                 size: read_size,
             };
             scanner.next_input();
-            pre.next_input(Format::Auto);
+            pre.next_input(Format::Auto, 0..u64::MAX);
             while pre
                 .step(&mut reader, &mut scanner, &mut out)
                 .expect("memory")

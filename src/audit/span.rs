@@ -44,6 +44,39 @@ pub fn open_window(
     Ok((path.to_path_buf(), Box::new(reader)))
 }
 
+/// What [`open_window`] would read of `path`: its byte range, and whether
+/// the file is a raw log (which alone may be cut into parts at any line).
+pub(crate) fn window(
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(Range<u64>, bool), Error> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    let range = byte_range(&mut file, since, until).map_err(io_err)?;
+    let raw = matches!(first_record(&mut file, 0), Ok(Some((_, _, Format::Raw))));
+    Ok((range, raw))
+}
+
+/// A reader of `range` of `path`.
+pub(crate) fn open_range(path: &Path, range: Range<u64>) -> Result<Box<dyn BufRead>, Error> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
+    Ok(Box::new(BufReader::with_capacity(
+        256 * 1024,
+        file.take(range.end.saturating_sub(range.start)),
+    )))
+}
+
+/// The first line start at or after `offset` in `path`.
+pub(crate) fn line_start(path: &Path, offset: u64) -> Result<u64, Error> {
+    let io_err = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    let size = file.seek(SeekFrom::End(0)).map_err(io_err)?;
+    boundary(&mut file, size, offset).map_err(io_err)
+}
+
 /// The byte range of a seekable log that holds the records stamped from
 /// `since` to `until`, give or take [`MARGIN_MS`]: it starts and ends on
 /// line boundaries.

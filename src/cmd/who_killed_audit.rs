@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use crate::audit::replay::{Replay, TargetState, context_window};
-use crate::audit::{AuditLog, AuditSignal, DEFAULT_LOG_DIR, default_log_files, span};
+use crate::audit::{AuditSignal, DEFAULT_LOG_DIR, default_log_files, parallel};
 use crate::cmd::who_killed::{Printer, WhoKilledArgs, signal_set};
 use crate::cmd::{FAILED, OK};
 use crate::error::Error;
@@ -87,7 +87,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
             .join(", ")
     );
 
-    let mut events = scan(&paths, audit.since, audit.until, Some(pid))?;
+    let mut events = scan(&paths, audit.since, audit.until, pid)?;
     if let Some(last) = last_fatal(&events, pid, &wanted) {
         let context = upstream(&paths, &events, pid, context_window(last))?;
         events.extend(context);
@@ -150,29 +150,15 @@ fn log_files(given: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-/// The events of `paths` in the time window, those concerning `target`
-/// only if given.
+/// The events of `paths` in the time window that concern `target`; a
+/// large log is read by one thread per core.
 fn scan(
     paths: &[PathBuf],
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-    target: Option<Pid>,
+    target: Pid,
 ) -> Result<Vec<AuditSignal>, Error> {
-    let readers = paths
-        .iter()
-        .map(|p| span::open_window(p, since, until))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut log = AuditLog::from_readers(readers);
-    if let Some(t) = since {
-        log = log.since(t);
-    }
-    if let Some(t) = until {
-        log = log.until(t);
-    }
-    if let Some(pid) = target {
-        log = log.events_for_target(pid);
-    }
-    log.collect()
+    parallel::events_for_target(paths, since, until, target)
 }
 
 /// The signals, in `window`, to the senders of the signals to `pid`, to
@@ -198,7 +184,7 @@ fn upstream(
             continue;
         }
         seen.push(sender);
-        let reached = scan(paths, Some(from), Some(to), Some(sender))?;
+        let reached = scan(paths, Some(from), Some(to), sender)?;
         todo.extend(
             reached
                 .iter()
