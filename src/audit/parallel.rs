@@ -142,7 +142,9 @@ impl Split {
     /// Where to cut: evenly by bytes, at line starts of raw segments.
     fn cuts(&self, segments: &[Segment]) -> Result<Vec<Cut>, Error> {
         let total: u64 = segments.iter().map(|s| s.range.end - s.range.start).sum();
-        let parts = (self.threads as u64).min(total / self.min_part.max(1)).max(1);
+        let parts = (self.threads as u64)
+            .min(total / self.min_part.max(1))
+            .max(1);
         let mut cuts: Vec<Cut> = Vec::new();
         for k in 1..parts {
             let mut at = total * k / parts;
@@ -155,7 +157,9 @@ impl Split {
                 if seg.raw {
                     let offset = span::line_start(&seg.path, seg.range.start + at)?;
                     let cut = Cut { segment: i, offset };
-                    if offset > seg.range.start && offset < seg.range.end && cuts.last() != Some(&cut)
+                    if offset > seg.range.start
+                        && offset < seg.range.end
+                        && cuts.last() != Some(&cut)
                     {
                         cuts.push(cut);
                     }

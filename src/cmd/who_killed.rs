@@ -201,11 +201,38 @@ pub(crate) struct Printer {
     /// The last signal written, how many identical ones followed it
     /// unwritten, when it was written, and when the last of those was seen.
     repeat: Option<(SignalKey, u64, chrono::DateTime<Utc>, chrono::DateTime<Utc>)>,
+    /// Lines not yet written, when the whole answer is known at once.
+    out: Option<String>,
 }
 
 impl Printer {
+    /// Writes each line as it comes: a live watch.
     pub(crate) fn new(json: bool) -> Printer {
-        Printer { json, repeat: None }
+        Printer {
+            json,
+            repeat: None,
+            out: None,
+        }
+    }
+
+    /// Writes at [`Printer::flush`]: an answer from a log or a recording,
+    /// thousands of lines long, written at once rather than a line per
+    /// write.
+    pub(crate) fn buffered(json: bool) -> Printer {
+        Printer {
+            out: Some(String::new()),
+            ..Printer::new(json)
+        }
+    }
+
+    fn emit(&mut self, text: &str) {
+        match &mut self.out {
+            Some(out) => {
+                out.push_str(text);
+                out.push('\n');
+            }
+            None => crate::cmd::write_stdout(&format!("{text}\n")),
+        }
     }
 
     pub(crate) fn line(&mut self, record: &Record, table: &mut LiveTable) {
@@ -219,21 +246,32 @@ impl Printer {
                 *at = s.time;
                 return;
             }
-            self.flush();
+            self.end_repeat();
             self.repeat = Some((key, 0, s.time, s.time));
         } else {
-            self.flush();
+            self.end_repeat();
         }
         let text = if self.json {
             record.to_json_line()
         } else {
             human(record, table)
         };
-        crate::cmd::write_stdout(&format!("{text}\n"));
+        self.emit(&text);
+    }
+
+    /// Writes the count of a pending run of repeats, and what is buffered.
+    pub(crate) fn flush(&mut self) {
+        self.end_repeat();
+        if let Some(out) = &mut self.out
+            && !out.is_empty()
+        {
+            crate::cmd::write_stdout(out);
+            out.clear();
+        }
     }
 
     /// Writes the count of a pending run of repeats.
-    pub(crate) fn flush(&mut self) {
+    fn end_repeat(&mut self) {
         let Some((key, count, _, at)) = self.repeat.take() else {
             return;
         };
@@ -260,7 +298,7 @@ impl Printer {
                 if count == 1 { "" } else { "s" }
             )
         };
-        crate::cmd::write_stdout(&format!("{text}\n"));
+        self.emit(&text);
     }
 }
 

@@ -102,7 +102,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     let report = replay.report(verdict.as_ref());
     let found = replay.target_signals().count();
 
-    let mut printer = Printer::new(args.json);
+    let mut printer = Printer::buffered(args.json);
     for signal in report {
         printer.line(&Record::Signal(signal), replay.table_mut());
     }

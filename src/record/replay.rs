@@ -444,7 +444,7 @@ pub fn who_killed_from(args: &WhoKilledArgs) -> Result<u8, Error> {
         signals: Vec::new(),
         exits: Vec::new(),
         oom_kills: 0,
-        printer: Printer::new(args.json),
+        printer: Printer::buffered(args.json),
     };
     let mut stop_after: Option<DateTime<Utc>> = None;
     for (i, item) in rec.items.iter().enumerate() {
