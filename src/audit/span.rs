@@ -36,16 +36,16 @@ pub fn open_window(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
 ) -> Result<(PathBuf, Box<dyn BufRead>), Error> {
-    let io_err = |e| Error::io(path, e);
-    let mut file = File::open(path).map_err(io_err)?;
-    let range = byte_range(&mut file, since, until).map_err(io_err)?;
-    file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
-    let reader = BufReader::with_capacity(256 * 1024, file.take(range.end - range.start));
-    Ok((path.to_path_buf(), Box::new(reader)))
+    let (range, _) = window(path, since, until)?;
+    Ok((path.to_path_buf(), open_range(path, range)?))
 }
 
 /// What [`open_window`] would read of `path`: its byte range, and whether
 /// the file is a raw log (which alone may be cut into parts at any line).
+///
+/// A pipe (`ausearch -i | ptree … --audit-log /dev/stdin`) cannot seek,
+/// and what is read from it to look is gone: it is read whole, from where
+/// it is, and never cut.
 pub(crate) fn window(
     path: &Path,
     since: Option<DateTime<Utc>>,
@@ -53,6 +53,9 @@ pub(crate) fn window(
 ) -> Result<(Range<u64>, bool), Error> {
     let io_err = |e| Error::io(path, e);
     let mut file = File::open(path).map_err(io_err)?;
+    if !file.metadata().map_err(io_err)?.is_file() {
+        return Ok((0..u64::MAX, false));
+    }
     let range = byte_range(&mut file, since, until).map_err(io_err)?;
     let raw = matches!(first_record(&mut file, 0), Ok(Some((_, _, Format::Raw))));
     Ok((range, raw))
@@ -62,7 +65,9 @@ pub(crate) fn window(
 pub(crate) fn open_range(path: &Path, range: Range<u64>) -> Result<Box<dyn BufRead>, Error> {
     let io_err = |e| Error::io(path, e);
     let mut file = File::open(path).map_err(io_err)?;
-    file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
+    if range.start > 0 {
+        file.seek(SeekFrom::Start(range.start)).map_err(io_err)?;
+    }
     Ok(Box::new(BufReader::with_capacity(
         256 * 1024,
         file.take(range.end.saturating_sub(range.start)),
