@@ -276,13 +276,61 @@ mod tests {
     }
 
     fn one_thread(paths: &[PathBuf], pid: Pid) -> Vec<AuditSignal> {
+        one_thread_in(paths, None, None, pid)
+    }
+
+    fn one_thread_in(
+        paths: &[PathBuf],
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        pid: Pid,
+    ) -> Vec<AuditSignal> {
         let readers = paths
             .iter()
-            .map(|p| span::open_window(p, None, None).expect("open"));
-        AuditLog::from_readers(readers)
-            .events_for_target(pid)
-            .collect::<Result<_, _>>()
-            .expect("read")
+            .map(|p| span::open_window(p, since, until).expect("open"));
+        let mut log = AuditLog::from_readers(readers).events_for_target(pid);
+        if let Some(t) = since {
+            log = log.since(t);
+        }
+        if let Some(t) = until {
+            log = log.until(t);
+        }
+        log.collect::<Result<_, _>>().expect("read")
+    }
+
+    #[test]
+    fn same_events_as_one_thread_in_a_time_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let older = dir.path().join("audit.log.1");
+        let newer = dir.path().join("audit.log");
+        std::fs::write(&older, log(3, 0)).expect("write");
+        std::fs::write(&newer, log(4, 10_000)).expect("write");
+        let paths = vec![older, newer];
+        let at = |ms: i64| DateTime::from_timestamp_millis(1_795_000_000_000 + ms).expect("a time");
+        // From the middle of the older file to the middle of the newer.
+        let (since, until) = (Some(at(300)), Some(at(100_500)));
+        let mut found = 0;
+        for threads in [2, 3] {
+            let split = Split {
+                threads,
+                min_part: 1,
+                margin: 4096,
+            };
+            for pid in pids() {
+                let want = one_thread_in(&paths, since, until, pid);
+                found += want.len();
+                let got = split.events(&paths, since, until, pid).expect("split");
+                assert_eq!(got, want, "pid {pid}, {threads} threads");
+            }
+        }
+        let all: usize = pids()
+            .into_iter()
+            .map(|p| one_thread(&paths, p).len())
+            .sum();
+        assert!(
+            found > 0 && found < 2 * all,
+            "the window keeps some: {found} of {all}"
+        );
     }
 
     #[test]
