@@ -9,7 +9,7 @@
 //!   sigqueue calls) or as -P when P leads the process group killed
 //!   (`a0=ffffbba4`, or its 64-bit sign extension).
 //!
-//! So the raw text is searched for `=P `, `=HEX `, and `HEX(-P) ` with
+//! So the raw text is searched for `opid=P `, `=HEX `, and `HEX(-P) ` with
 //! `memchr::memmem` (SIMD), in large chunks, and the lines between hits are
 //! never split into fields. Around each hit the rest of its event is
 //! gathered from the records with the same stamp: those before it (a
@@ -127,13 +127,18 @@ impl std::fmt::Debug for Prefilter {
 }
 
 /// The texts that a record concerning `pid` contains; see the module doc.
+/// `opid=`, not `=`: a pid that sends many signals is named in the
+/// `pid=` and `ppid=` of every one, which are not about signals to it.
 fn needles(pid: Pid) -> Vec<String> {
-    let mut out = vec![format!("={} ", pid.0), format!("={:x} ", pid.0)];
+    let mut all = vec![format!("opid={} ", pid.0), format!("={:x} ", pid.0)];
     if pid.0 > 0 {
-        out.push(format!("{:x} ", (pid.0 as u32).wrapping_neg()));
+        all.push(format!("{:x} ", (pid.0 as u32).wrapping_neg()));
     }
-    out.dedup();
-    out
+    // A needle that holds another finds nothing more (`opid=5 `, `=5 `).
+    all.iter()
+        .filter(|n| !all.iter().any(|m| m != *n && n.contains(m.as_str())))
+        .cloned()
+        .collect()
 }
 
 impl Prefilter {
@@ -558,8 +563,9 @@ mod tests {
 
     #[test]
     fn needles_cover_every_form() {
-        assert_eq!(needles(Pid(17500)), ["=17500 ", "=445c ", "ffffbba4 "]);
+        assert_eq!(needles(Pid(17500)), ["opid=17500 ", "=445c ", "ffffbba4 "]);
         assert_eq!(needles(Pid(5)), ["=5 ", "fffffffb "]);
+        assert_eq!(needles(Pid(16)), ["opid=16 ", "=10 ", "fffffff0 "]);
     }
 
     #[test]
