@@ -1,6 +1,8 @@
 //! Arbitrary bytes through the audit log parsers: the line parser, the
 //! grouping of both formats, and the file reader's line splitting. None
 //! may panic, and the streaming reader must agree with the in-memory one.
+//! The scan for one pid, which skips what cannot concern it, yields only
+//! events the whole parse has, and only events that concern the pid.
 //!
 //!     RUSTC_BOOTSTRAP=1 cargo fuzz run audit_parse fuzz/corpus/audit_parse tests/fixtures/audit -- -dict=fuzz/audit.dict
 
@@ -8,6 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ptree::audit::{AuditLog, Format, Timezone, parse_bytes, record};
+use ptree::model::Pid;
 
 fuzz_target!(|data: &[u8]| {
     for line in data.split(|&b| b == b'\n') {
@@ -42,4 +45,28 @@ fuzz_target!(|data: &[u8]| {
         .map(|event| event.expect("reading memory cannot fail"))
         .collect();
     assert_eq!(events, streamed);
+
+    // A few pids the input names: numbers after `=`.
+    let pids: Vec<Pid> = data
+        .split(|&b| b == b'=')
+        .skip(1)
+        .filter_map(|w| {
+            let digits: Vec<u8> = w.iter().copied().take_while(u8::is_ascii_digit).collect();
+            std::str::from_utf8(&digits).ok()?.parse::<i32>().ok()
+        })
+        .filter(|&n| n > 0)
+        .take(3)
+        .map(Pid)
+        .collect();
+    for pid in pids {
+        let found: Vec<_> = AuditLog::from_reader("fuzz", std::io::Cursor::new(data.to_vec()))
+            .timezone(Timezone::utc())
+            .events_for_target(pid)
+            .map(|event| event.expect("reading memory cannot fail"))
+            .collect();
+        for event in &found {
+            assert!(event.concerns(pid), "{pid}: {event:?}");
+            assert!(events.contains(event), "{pid}: {event:?} is not in the whole parse");
+        }
+    }
 });

@@ -117,15 +117,24 @@ impl Scanner {
         if !self.detected
             && let Some(format) = detect(line)
         {
+            self.detected_as(format, out);
+        }
+        match self.active {
+            Format::Interpreted => self.interpreted.push_line(line, out),
+            _ => self.raw.push_line(line, out),
+        }
+    }
+
+    /// The current input's format, found by a reader that passes on only
+    /// some of its lines (`prefilter.rs`): the line that tells may not be
+    /// among them. As if that line had been read, in `Auto` mode.
+    pub(crate) fn detected_as(&mut self, format: Format, out: &mut VecDeque<AuditSignal>) {
+        if !self.detected {
             self.detected = true;
             if format != self.active {
                 self.end_active(out);
                 self.active = format;
             }
-        }
-        match self.active {
-            Format::Interpreted => self.interpreted.push_line(line, out),
-            _ => self.raw.push_line(line, out),
         }
     }
 

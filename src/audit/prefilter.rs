@@ -282,9 +282,12 @@ impl Prefilter {
                 Mode::Detecting => {
                     let stop = self.line_end(end);
                     match detect(&self.buf[self.pos..stop]) {
-                        // Looked at again, skipping: the scanner detects
-                        // the format on the first line it is given.
-                        Some(Format::Raw) => self.mode = Mode::Skipping,
+                        // Looked at again, skipping. The scanner may never
+                        // be given this line: it is told what it says.
+                        Some(Format::Raw) => {
+                            scanner.detected_as(Format::Raw, out);
+                            self.mode = Mode::Skipping;
+                        }
                         Some(_) => self.mode = Mode::Whole,
                         None => {
                             feed(scanner, &self.buf[self.pos..stop], out);
@@ -641,6 +644,25 @@ type=PROCTITLE msg=audit(10.000:2): proctitle=\"g\"
             }
         }
         assert_eq!(through(text, Pid(300), 1 << 20, 1 << 20).len(), 2);
+    }
+
+    #[test]
+    fn the_first_line_decides_the_format_even_when_skipped() {
+        // A raw line, then `ausearch -i` lines (found by fuzzing): read
+        // whole, all of it is raw, and the interpreted lines are garbage.
+        // Skipping must not let the first line passed on decide instead.
+        let text = b"\
+type=SYSCALL msg=audit(1795249183.057:2534): arch=c000003e syscall=62 success=yes exit=0 a0=44----
+type=PROCTITLE msg=audit(11/21/26 08:19:43.057:2534) : proctitle=/bin/bash ./gen_cases.sh
+type=OBJ_PID msg=audit(11/21/26 08:19:43.057:2534) : opid=17472 oauid=unset ouid=root oses=-1 ocomm=sleep
+type=SYSCALL msg=audit(11/21/26 08:19:43.057:2534) : arch=x86_64 syscall=kill success=yes exit=0 a0=0x4440 a1=SIGTERM a2=0x0 a3=0x0 items=0 ppid=17469 pid=17470 auid=unset uid=root comm=gen_cases.sh exe=/usr/bin/bash
+----
+";
+        let pid = Pid(17472);
+        assert!(expected(text, pid).is_empty());
+        for (chunk, read_size) in [(1 << 20, 1 << 20), (128, 5)] {
+            assert_eq!(through(text, pid, chunk, read_size), expected(text, pid));
+        }
     }
 
     #[test]
