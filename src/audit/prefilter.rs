@@ -385,19 +385,16 @@ impl Prefilter {
         if !is_hit {
             return;
         }
-        if self.done.iter().any(|k| k.is(header.node, header.stamp)) {
-            // A late record of an event already passed on: alone, as the
-            // scanner would have seen it.
-            feed(scanner, line, out);
-            return;
-        }
+        // A late record of an event already passed on starts a new one in
+        // the scanner, as it would have; its earlier lines were passed on.
+        let late = self.done.iter().any(|k| k.is(header.node, header.stamp));
         let key = Key {
             node: header.node.unwrap_or_default().to_vec(),
             stamp: header.stamp.to_vec(),
         };
         // The kernel writes an event's SYSCALL record first: nothing of it
         // lies before one.
-        if header.kind != RecordKind::Syscall {
+        if !late && header.kind != RecordKind::Syscall {
             for (s, e) in self.look_back(start, &key) {
                 feed(scanner, &self.buf[s..e], out);
             }
@@ -660,6 +657,24 @@ type=SYSCALL msg=audit(11/21/26 08:19:43.057:2534) : arch=x86_64 syscall=kill su
 ";
         let pid = Pid(17472);
         assert!(expected(text, pid).is_empty());
+        for (chunk, read_size) in [(1 << 20, 1 << 20), (128, 5)] {
+            assert_eq!(through(text, pid, chunk, read_size), expected(text, pid));
+        }
+    }
+
+    #[test]
+    fn a_stamp_seen_again_after_its_event_ended_starts_a_new_one() {
+        // Found by fuzzing: after a PROCTITLE ended event 1, its SYSCALL
+        // and PROCTITLE come again. The scanner reading everything makes a
+        // second event of them; so must the scan for pid 300 (0x12c).
+        let text = b"\
+type=OBJ_PID msg=audit(10.000:1): opid=300 ocomm=\"y\"
+type=PROCTITLE msg=audit(10.000:1): proctitle=\"a\"
+type=SYSCALL msg=audit(10.000:1): arch=c000003e syscall=62 success=yes exit=0 a0=12c a1=9 a2=0 a3=0 pid=5 comm=\"a\"
+type=PROCTITLE msg=audit(10.000:1): proctitle=\"a\"
+";
+        let pid = Pid(300);
+        assert_eq!(expected(text, pid).len(), 1);
         for (chunk, read_size) in [(1 << 20, 1 << 20), (128, 5)] {
             assert_eq!(through(text, pid, chunk, read_size), expected(text, pid));
         }
