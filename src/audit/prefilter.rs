@@ -392,9 +392,9 @@ impl Prefilter {
             node: header.node.unwrap_or_default().to_vec(),
             stamp: header.stamp.to_vec(),
         };
-        // The kernel writes an event's SYSCALL record first: nothing of it
-        // lies before one.
-        if !late && header.kind != RecordKind::Syscall {
+        // Even before a SYSCALL, which the kernel writes first: the scanner
+        // reading everything would see whatever else carries its stamp.
+        if !late {
             for (s, e) in self.look_back(start, &key) {
                 feed(scanner, &self.buf[s..e], out);
             }
@@ -678,6 +678,20 @@ type=PROCTITLE msg=audit(10.000:1): proctitle=\"a\"
         for (chunk, read_size) in [(1 << 20, 1 << 20), (128, 5)] {
             assert_eq!(through(text, pid, chunk, read_size), expected(text, pid));
         }
+    }
+
+    #[test]
+    fn a_broken_syscall_record_before_a_hit_is_looked_back_at() {
+        // Found by fuzzing: two SYSCALL records under one stamp, the first
+        // broken. Read whole, the event is dropped; so it must be when only
+        // the second names the pid (0x4440 = 17472).
+        let text = b"\
+type=SYSCALL msg=audit(1795249183.057:2534): ad=17472 oSIGTE
+type=SYSCALL msg=audit(1795249183.057:2534): arch=c000003e syscall=62 s a0=4440 a1=f pid=170
+";
+        let pid = Pid(17472);
+        assert!(expected(text, pid).is_empty());
+        assert_eq!(through(text, pid, 1 << 20, 1 << 20), expected(text, pid));
     }
 
     #[test]
