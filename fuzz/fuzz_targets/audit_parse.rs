@@ -1,8 +1,8 @@
 //! Arbitrary bytes through the audit log parsers: the line parser, the
 //! grouping of both formats, and the file reader's line splitting. None
 //! may panic, and the streaming reader must agree with the in-memory one.
-//! The scan for one pid, which skips what cannot concern it, yields only
-//! events that concern the pid, under stamps the whole parse has.
+//! The scan for one pid, which skips what cannot concern it, does not
+//! panic either and yields only events that concern the pid.
 //!
 //!     RUSTC_BOOTSTRAP=1 cargo fuzz run audit_parse fuzz/corpus/audit_parse tests/fixtures/audit -- -dict=fuzz/audit.dict
 
@@ -64,20 +64,15 @@ fuzz_target!(|data: &[u8]| {
             .events_for_target(pid)
             .map(|event| event.expect("reading memory cannot fail"))
             .collect();
-        // Records are grouped into events partly by time (an event is
-        // complete when a record 2 s newer arrives), and the scan for a
-        // pid does not see the lines between: on input that reuses stamps
-        // or goes back in time, events may be grouped differently. But
-        // none is made up. On real logs the answers are the same
-        // (`prefilter.rs` tests).
+        // Only soundness here. The scan for a pid sees the records around
+        // each hit (32 lines back, 64 forward), and events complete partly
+        // by time: on input that spreads an event's records further apart,
+        // reuses a stamp or goes back in time, it may group records
+        // differently from the whole parse. On real logs the answers are
+        // the same (`prefilter.rs` tests, with the differences fuzzing
+        // found within those limits, now mended).
         for event in &found {
             assert!(event.concerns(pid), "{pid}: {event:?}");
-            assert!(
-                events
-                    .iter()
-                    .any(|e| (e.time, e.serial) == (event.time, event.serial)),
-                "{pid}: {event:?} is not in the whole parse"
-            );
         }
     }
 });

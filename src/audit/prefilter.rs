@@ -50,7 +50,7 @@ const MISS_LIMIT: usize = 32;
 /// from a late record never reaches records already passed on.
 const FORWARD_LIMIT: u64 = 64;
 
-/// Events followed at once, and events remembered as complete.
+/// Events followed at once.
 const TRACKED: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,6 @@ pub(crate) struct Prefilter {
     pos: usize,
     mode: Mode,
     followed: Vec<Followed>,
-    done: VecDeque<Key>,
     /// Lines looked at in forward mode; a clock for [`FORWARD_LIMIT`].
     line_no: u64,
     /// Inside a line too long to hold: skipped up to its newline.
@@ -162,7 +161,7 @@ impl Prefilter {
             pos: 0,
             mode: Mode::Detecting,
             followed: Vec::new(),
-            done: VecDeque::new(),
+
             line_no: 0,
             in_overlong: false,
             input_start: 0,
@@ -375,8 +374,7 @@ impl Prefilter {
         {
             feed(scanner, line, out);
             if ends_event {
-                let done = self.followed.remove(i);
-                self.remember_done(done.key);
+                self.followed.remove(i);
             } else {
                 self.followed[i].last_seen = line_no;
             }
@@ -385,24 +383,17 @@ impl Prefilter {
         if !is_hit {
             return;
         }
-        // A late record of an event already passed on starts a new one in
-        // the scanner, as it would have; its earlier lines were passed on.
-        let late = self.done.iter().any(|k| k.is(header.node, header.stamp));
         let key = Key {
             node: header.node.unwrap_or_default().to_vec(),
             stamp: header.stamp.to_vec(),
         };
         // Even before a SYSCALL, which the kernel writes first: the scanner
         // reading everything would see whatever else carries its stamp.
-        if !late {
-            for (s, e) in self.look_back(start, &key) {
-                feed(scanner, &self.buf[s..e], out);
-            }
+        for (s, e) in self.look_back(start, &key) {
+            feed(scanner, &self.buf[s..e], out);
         }
         feed(scanner, line, out);
-        if ends_event {
-            self.remember_done(key);
-        } else {
+        if !ends_event {
             if self.followed.len() >= TRACKED {
                 self.followed.remove(0);
             }
@@ -413,14 +404,10 @@ impl Prefilter {
         }
     }
 
-    fn remember_done(&mut self, key: Key) {
-        if self.done.len() >= TRACKED {
-            self.done.pop_front();
-        }
-        self.done.push_back(key);
-    }
-
-    /// The lines before `start` with `key`'s stamp, in log order.
+    /// The lines before `start` with `key`'s stamp, in log order, back to
+    /// the record that ended an earlier event under it (a PROCTITLE): the
+    /// scanner starts a new event after that one, whether it was passed on
+    /// or not.
     fn look_back(&self, start: usize, key: &Key) -> Vec<(usize, usize)> {
         let mut found = Vec::new();
         let mut misses = 0;
@@ -429,6 +416,9 @@ impl Prefilter {
             let begin = memrchr(b'\n', &self.buf[..stop - 1]).map_or(0, |i| i + 1);
             match line_key(&self.buf[begin..stop]) {
                 Some(h) if key.is(h.node, h.stamp) => {
+                    if matches!(h.kind, RecordKind::Proctitle | RecordKind::Eoe) {
+                        break;
+                    }
                     found.push((begin, stop));
                     misses = 0;
                 }
