@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
@@ -70,6 +70,21 @@ struct Segment {
     raw: bool,
 }
 
+impl Segment {
+    fn of(
+        path: &Path,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Segment, Error> {
+        let (range, raw) = span::window(path, since, until)?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            range,
+            raw,
+        })
+    }
+}
+
 /// A cut: the line start at `offset` of segment `segment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cut {
@@ -96,14 +111,7 @@ impl Split {
     ) -> Result<Vec<AuditSignal>, Error> {
         let segments = paths
             .iter()
-            .map(|path| {
-                let (range, raw) = span::window(path, since, until)?;
-                Ok(Segment {
-                    path: path.clone(),
-                    range,
-                    raw,
-                })
-            })
+            .map(|path| Segment::of(path, since, until))
             .collect::<Result<Vec<_>, Error>>()?;
         let cuts = self.cuts(&segments)?;
         let parts = self.parts(&segments, &cuts)?;
@@ -230,7 +238,6 @@ fn key(e: &AuditSignal) -> (Option<String>, DateTime<Utc>, u64) {
 mod tests {
     use super::*;
     use crate::audit::record::{parse_stamp, split_header};
-    use std::path::Path;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/audit/audit-samples.log");
 
@@ -275,6 +282,15 @@ mod tests {
         pids
     }
 
+    /// A log and its rotation, oldest first: 3 and 4 copies of the fixture.
+    fn rotated_log(dir: &Path) -> Vec<PathBuf> {
+        let older = dir.join("audit.log.1");
+        let newer = dir.join("audit.log");
+        std::fs::write(&older, log(3, 0)).expect("write");
+        std::fs::write(&newer, log(4, 10_000)).expect("write");
+        vec![older, newer]
+    }
+
     fn one_thread(paths: &[PathBuf], pid: Pid) -> Vec<AuditSignal> {
         one_thread_in(paths, None, None, pid)
     }
@@ -301,11 +317,7 @@ mod tests {
     #[test]
     fn same_events_as_one_thread_in_a_time_window() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let older = dir.path().join("audit.log.1");
-        let newer = dir.path().join("audit.log");
-        std::fs::write(&older, log(3, 0)).expect("write");
-        std::fs::write(&newer, log(4, 10_000)).expect("write");
-        let paths = vec![older, newer];
+        let paths = rotated_log(dir.path());
         let at = |ms: i64| DateTime::from_timestamp_millis(1_795_000_000_000 + ms).expect("a time");
         // From the middle of the older file to the middle of the newer.
         let (since, until) = (Some(at(300)), Some(at(100_500)));
@@ -336,11 +348,7 @@ mod tests {
     #[test]
     fn same_events_as_one_thread_for_every_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let older = dir.path().join("audit.log.1");
-        let newer = dir.path().join("audit.log");
-        std::fs::write(&older, log(3, 0)).expect("write");
-        std::fs::write(&newer, log(4, 10_000)).expect("write");
-        let paths = vec![older, newer];
+        let paths = rotated_log(dir.path());
         let size: u64 = paths
             .iter()
             .map(|p| std::fs::metadata(p).expect("stat").len())
@@ -357,14 +365,7 @@ mod tests {
                 };
                 let segments: Vec<Segment> = paths
                     .iter()
-                    .map(|p| {
-                        let (range, raw) = span::window(p, None, None).expect("window");
-                        Segment {
-                            path: p.clone(),
-                            range,
-                            raw,
-                        }
-                    })
+                    .map(|p| Segment::of(p, None, None).expect("window"))
                     .collect();
                 let cuts = split.cuts(&segments).expect("cuts");
                 assert_eq!(cuts.len(), threads - 1, "{size} bytes");
@@ -383,13 +384,8 @@ mod tests {
         let path = dir.path().join("audit.log");
         let text = log(2, 0);
         std::fs::write(&path, &text).expect("write");
-        let (range, raw) = span::window(&path, None, None).expect("window");
-        assert!(raw);
-        let segments = vec![Segment {
-            path: path.clone(),
-            range,
-            raw,
-        }];
+        let segments = vec![Segment::of(&path, None, None).expect("window")];
+        assert!(segments[0].raw);
         let split = Split {
             threads: 2,
             min_part: 1,
@@ -426,14 +422,7 @@ mod tests {
             include_bytes!("../../tests/fixtures/audit/audit-samples-interpreted.txt"),
         )
         .expect("write");
-        let segment = |p: &Path| {
-            let (range, raw) = span::window(p, None, None).expect("window");
-            Segment {
-                path: p.to_path_buf(),
-                range,
-                raw,
-            }
-        };
+        let segment = |p: &Path| Segment::of(p, None, None).expect("window");
         let big = Split {
             threads: 4,
             min_part: 1 << 30,
