@@ -161,7 +161,6 @@ impl Prefilter {
             pos: 0,
             mode: Mode::Detecting,
             followed: Vec::new(),
-
             line_no: 0,
             in_overlong: false,
             input_start: 0,
