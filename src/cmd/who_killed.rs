@@ -302,6 +302,35 @@ impl Printer {
     }
 }
 
+/// Who reads the stdout and stderr of each of `lineage`, for the
+/// exec-maxbuffer verdict; fills those fds into `snapshot`.
+pub(crate) fn output_readers(snapshot: &mut Snapshot, lineage: &[Pid]) -> HashMap<Pid, Vec<Pid>> {
+    proc::fill_details(
+        snapshot,
+        lineage,
+        Details {
+            stdout: true,
+            stderr: true,
+            ..Details::default()
+        },
+    );
+    let fd_peers = peers::resolve(snapshot, lineage);
+    lineage
+        .iter()
+        .map(|&p| {
+            let mut r: Vec<Pid> = fd_peers
+                .of(p, 1)
+                .iter()
+                .chain(fd_peers.of(p, 2))
+                .map(|x| x.pid)
+                .collect();
+            r.sort();
+            r.dedup();
+            (p, r)
+        })
+        .collect()
+}
+
 fn clock(t: chrono::DateTime<Utc>) -> String {
     t.with_timezone(&Local).format("%H:%M:%S%.6f").to_string()
 }
@@ -461,28 +490,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
     let ancestors = context_ancestors(&snapshot, &targets, &roles);
     let mut lineage: Vec<Pid> = targets.clone();
     lineage.extend(&ancestors);
-    proc::fill_details(
-        &mut snapshot,
-        &lineage,
-        Details {
-            stdout: true,
-            stderr: true,
-            ..Details::default()
-        },
-    );
-    let fd_peers = peers::resolve(&snapshot, &lineage);
-    let mut readers: HashMap<Pid, Vec<Pid>> = HashMap::new();
-    for &p in &lineage {
-        let mut r: Vec<Pid> = fd_peers
-            .of(p, 1)
-            .iter()
-            .chain(fd_peers.of(p, 2))
-            .map(|x| x.pid)
-            .collect();
-        r.sort();
-        r.dedup();
-        readers.insert(p, r);
-    }
+    let readers = output_readers(&mut snapshot, &lineage);
 
     let mut table = LiveTable::new(snapshot.clone());
     for &p in &lineage {

@@ -16,12 +16,12 @@ use clap::Args;
 
 use crate::audit::replay::{Replay, TargetState, context_window};
 use crate::audit::{AuditSignal, DEFAULT_LOG_DIR, default_log_files, parallel};
-use crate::cmd::who_killed::{Printer, WhoKilledArgs, signal_set};
+use crate::cmd::who_killed::{Printer, WhoKilledArgs, output_readers, signal_set};
 use crate::cmd::{FAILED, OK};
 use crate::error::Error;
 use crate::event::Signal;
 use crate::model::{Pid, Snapshot};
-use crate::proc::{self, Details, peers};
+use crate::proc;
 use crate::timepoint::parse_time;
 use crate::watch::record::Record;
 use crate::watch::verdict::Context;
@@ -209,33 +209,10 @@ fn last_fatal(events: &[AuditSignal], pid: Pid, wanted: &[Signal]) -> Option<Dat
 /// Who reads the stdout and stderr of the processes still alive in the
 /// victim's lineage, as the live watch records at its start.
 fn readers(now: &Snapshot, lineage: &[Pid]) -> HashMap<Pid, Vec<Pid>> {
-    let mut out = HashMap::new();
     if lineage.is_empty() {
-        return out;
+        return HashMap::new();
     }
-    let mut snapshot = now.clone();
-    proc::fill_details(
-        &mut snapshot,
-        lineage,
-        Details {
-            stdout: true,
-            stderr: true,
-            ..Details::default()
-        },
-    );
-    let fd_peers = peers::resolve(&snapshot, lineage);
-    for &p in lineage {
-        let mut r: Vec<Pid> = fd_peers
-            .of(p, 1)
-            .iter()
-            .chain(fd_peers.of(p, 2))
-            .map(|x| x.pid)
-            .collect();
-        r.sort();
-        r.dedup();
-        out.insert(p, r);
-    }
-    out
+    output_readers(&mut now.clone(), lineage)
 }
 
 fn window_text(since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> String {
