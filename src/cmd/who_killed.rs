@@ -403,18 +403,6 @@ fn human(record: &Record, table: &mut LiveTable) -> String {
     }
 }
 
-fn read_oom_kills() -> u64 {
-    std::fs::read_to_string("/proc/vmstat")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
 fn choose_backend(
     via: ViaChoice,
     filter_pids: &[i32],
@@ -531,7 +519,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
         }
     }
     let (mut backend, why) = choose_backend(args.via, &filter_tids, &kernel_signals, &attach)?;
-    let oom_before = read_oom_kills();
+    let oom_before = proc::oom_kills();
     eprintln!(
         "ptree: watching {} process{} ({}) and {} ancestor{} via {} ({why})",
         victims.len(),
@@ -707,7 +695,7 @@ pub fn run(args: &WhoKilledArgs) -> Result<u8, Error> {
 
     let ctx = Context {
         readers,
-        oom_kills: read_oom_kills().saturating_sub(oom_before),
+        oom_kills: proc::oom_kills().saturating_sub(oom_before),
         invisible_kills: invisible,
     };
     let found: Vec<VerdictRecord> = verdicts(&signals, &exits, &victims, &mut table, &ctx);

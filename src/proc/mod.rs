@@ -287,6 +287,13 @@ pub fn fill_details(snapshot: &mut Snapshot, pids: &[Pid], what: Details) {
     }
 }
 
+/// The kernel's count of OOM kills since boot (`oom_kill` in
+/// /proc/vmstat); 0 where it cannot be read.
+pub fn oom_kills() -> u64 {
+    std::fs::read_to_string("/proc/vmstat")
+        .map_or(0, |text| parse::vmstat_oom_kills(&text).unwrap_or(0))
+}
+
 /// What `/proc/PID/fd/N` points to, with its access mode for pipes.
 pub fn read_fd(pid: Pid, fd: u32) -> StdFd {
     let link = PathBuf::from(format!("/proc/{}/fd/{}", pid.0, fd));

@@ -206,9 +206,23 @@ fn num<T: std::str::FromStr>(b: &[u8], what: &'static str) -> Result<T, ParseErr
     parse_num(b).ok_or(err("stat", what))
 }
 
+/// `oom_kill N` of /proc/vmstat (kernels since 4.13).
+pub fn vmstat_oom_kills(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oom_kill_count_from_vmstat() {
+        let text = "pgfault 9120\noom_kill 3\noom_kill_extra 7\n";
+        assert_eq!(vmstat_oom_kills(text), Some(3));
+        assert_eq!(vmstat_oom_kills("pgfault 1\n"), None);
+        assert_eq!(vmstat_oom_kills("oom_kill x\n"), None);
+    }
 
     const NODE_STAT: &[u8] = b"20537 (node) S 20517 20501 20501 0 -1 4194560 9514 0 0 0 \
         57 12 0 0 20 0 11 0 1434271 640000000 12000 18446744073709551615 1 1 0 0 0 0 0 \

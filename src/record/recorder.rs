@@ -278,7 +278,7 @@ pub fn record_from(inst: Box<dyn EventSource>, opts: RecordOptions) -> Result<St
         last_snapshot: Instant::now(),
         last_rescan: Instant::now(),
         last_oom_check: Instant::now(),
-        oom_kill: read_oom_kills(),
+        oom_kill: crate::proc::oom_kills(),
         repeats: HashMap::new(),
         pending: HashSet::new(),
         forget: VecDeque::new(),
@@ -393,7 +393,7 @@ impl Recorder {
         }
         if self.last_oom_check.elapsed() >= Duration::from_secs(1) {
             self.last_oom_check = Instant::now();
-            let now = read_oom_kills();
+            let now = crate::proc::oom_kills();
             if now > self.oom_kill {
                 let delta = now - self.oom_kill;
                 self.oom_kill = now;
@@ -1053,18 +1053,6 @@ fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-pub fn read_oom_kills() -> u64 {
-    std::fs::read_to_string("/proc/vmstat")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|v| v.trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
 }
 
 /// `field == 12 || (field >= 20 && field <= 29)`: runs of ids as ranges.
