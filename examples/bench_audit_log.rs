@@ -19,6 +19,10 @@
 //! it finds nothing for a target, but reads and parses the whole log to
 //! say so, which is what is compared.
 
+mod common;
+
+use common::ptree_bin;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,13 +32,6 @@ const FIXTURE: &[u8] = include_bytes!("../tests/fixtures/audit/audit-samples.log
 const SPARSE: u32 = 4_000_001;
 const DENSE: u32 = 17802;
 const RUNS: usize = 5;
-
-fn ptree_bin() -> PathBuf {
-    std::env::var_os("PTREE_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/ptree"),
-        PathBuf::from,
-    )
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -12,30 +12,15 @@
 //! Needs root (tracefs). The load is this program re-run as a child, so the
 //! recorded tree is: bench → load → generator × procs → child × N.
 
+mod common;
+
+use common::{Kill, ptree_bin};
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LOAD_ENV: &str = "PTREE_BENCH_RECORD_LOAD";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ptree_bin() -> String {
-    std::env::var("PTREE_BIN").unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/release/ptree")
-            .display()
-            .to_string()
-    })
-}
 
 struct Options {
     rate: u64,
@@ -207,10 +192,7 @@ fn main() {
         load(v[0], v[1], v[2], v.get(3) == Some(&1));
         return;
     }
-    assert!(
-        std::path::Path::new(&ptree_bin()).exists(),
-        "run `cargo build --release` first"
-    );
+    assert!(ptree_bin().exists(), "run `cargo build --release` first");
     let o = options();
     println!(
         "target: {} {}/s for {} s from {} processes",

@@ -7,32 +7,17 @@
 //!
 //! Needs root (tracefs, ptrace of a process it did not start as child).
 
+mod common;
+
+use common::{Kill, ptree_bin};
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const SIGNALS: usize = 200;
 const DD_BLOCKS: &str = "2000000";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ptree_bin() -> String {
-    std::env::var("PTREE_BIN").unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/release/ptree")
-            .display()
-            .to_string()
-    })
-}
 
 /// Starts `who-killed` on `pid` and waits until it watches.
 fn watch(pid: u32, via: &str, extra: &[&str]) -> (Kill, mpsc::Receiver<Instant>) {
@@ -128,10 +113,7 @@ fn syscall_loop(via: Option<&str>) -> Duration {
 }
 
 fn main() {
-    assert!(
-        std::path::Path::new(&ptree_bin()).exists(),
-        "run `cargo build --release` first"
-    );
+    assert!(ptree_bin().exists(), "run `cargo build --release` first");
     println!("| backend | latency median | latency p99 | dd unwatched | dd watched | slowdown |");
     println!("|---|---:|---:|---:|---:|---:|");
     for via in ["tracefs", "ptrace"] {
